@@ -1,0 +1,30 @@
+# The two commands of the README. Each one makes the virtualenv it needs.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench stop clean
+
+run: $(STAMP)            ## start the embedded stack, publish sample events, read them back
+	$(BIN)/qi demo
+
+test: $(STAMP)           ## the whole test suite against a real local stack
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)          ## the benchmarks of docs/performance.md
+	$(BIN)/python bench/serde.py
+	$(BIN)/python bench/publish.py
+
+stop: $(STAMP)           ## stop the embedded stack started by `make run`
+	$(BIN)/qi stack down
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[local,test]'
+	touch $(STAMP)
+
+clean:
+	-test -x $(BIN)/qi && $(BIN)/qi stack down
+	rm -rf $(VENV) .qi

@@ -1,0 +1,159 @@
+"""Encoding and decoding of events on the wire.
+
+Hot path rules: schemas are parsed once; encode is one fastavro write after a
+precomputed 5-byte header; decode is a dict lookup by schema id plus one
+fastavro read. Registry I/O happens only in :meth:`Serde.prepare` and, for a
+schema id seen for the first time, :meth:`Serde.resolve`.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from fastavro import schemaless_reader, schemaless_writer
+
+from events import framing
+from events.base import Event
+from events.errors import EncodeError, PayloadError, UnknownSchemaError
+from events.models import EVENT_TYPES
+from events.registry.base import SchemaRegistry
+from events.schemas import NAMESPACE, SchemaCatalog, parse
+from events.topics import TopicNames
+
+
+@dataclass(frozen=True, slots=True)
+class Decoded:
+    """A decoded record: its event type, the writer's schema id and the Avro record."""
+
+    event_type: str
+    schema_id: int
+    record: dict[str, Any]
+
+    def to_event(self) -> Event:
+        """The typed event (validated); ``KeyError`` for an event type this code does not know."""
+        return EVENT_TYPES[self.event_type].model_validate(self.record)
+
+
+@dataclass(frozen=True, slots=True)
+class _Writer:
+    header: bytes
+    schema: dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class _Reader:
+    event_type: str
+    writer: dict[str, Any]
+    reader: dict[str, Any] | None  # None: writer is the newest version, no resolution
+
+
+def subject(topic: str, event_type: str) -> str:
+    """Confluent TopicRecordNameStrategy subject."""
+    return f"{topic}-{NAMESPACE}.{event_type}"
+
+
+class Serde:
+    """Encodes events to Confluent-framed Avro and decodes them back."""
+
+    def __init__(self, catalog: SchemaCatalog, registry: SchemaRegistry, topics: TopicNames) -> None:
+        self._catalog = catalog
+        self._registry = registry
+        self._topics = topics
+        self._writers: dict[str, _Writer] = {}
+        self._readers: dict[int, _Reader] = {}
+
+    @property
+    def catalog(self) -> SchemaCatalog:
+        return self._catalog
+
+    async def prepare(self) -> None:
+        """Register the newest version of every event type and cache what encoding needs."""
+        for name in self._catalog.names():
+            sv = self._catalog.latest(name)
+            topic = self._topics.topic(sv.topic_family)
+            sid = await self._registry.register(subject(topic, name), sv.text)
+            self._writers[name] = _Writer(framing.header(sid), sv.parsed)
+            self._readers[sid] = _Reader(name, sv.parsed, None)
+
+    def schema_id(self, event_type: str) -> int:
+        return framing.schema_id_of(self._writer(event_type).header)
+
+    def _writer(self, event_type: str) -> _Writer:
+        try:
+            return self._writers[event_type]
+        except KeyError:
+            if event_type in EVENT_TYPES:
+                raise EncodeError(event_type, "serde not prepared: call `await serde.prepare()` first") from None
+            raise EncodeError(event_type, "unknown event type") from None
+
+    def encode(self, event_type: str, record: Mapping[str, Any]) -> bytes:
+        """Frame and encode an Avro record (a dict shaped like the schema)."""
+        w = self._writer(event_type)
+        buf = io.BytesIO()
+        buf.write(w.header)
+        try:
+            schemaless_writer(buf, w.schema, record)
+        except Exception as e:  # fastavro raises TypeError/ValueError/KeyError/AttributeError...
+            raise EncodeError(event_type, _explain(w.schema, record, e)) from e
+        return buf.getvalue()
+
+    def encode_event(self, event: Event) -> bytes:
+        return self.encode(event.AVRO_NAME, event.to_avro())
+
+    def decode(self, data: bytes) -> Decoded:
+        """Decode a framed record. Raises a :class:`~events.errors.DecodeError` for poison."""
+        sid = framing.schema_id_of(data)
+        r = self._readers.get(sid)
+        if r is None:
+            raise UnknownSchemaError(sid)
+        buf = io.BytesIO(data)
+        buf.seek(framing.HEADER_SIZE)
+        try:
+            record = schemaless_reader(buf, r.writer, r.reader)
+        except Exception as e:  # truncated or garbage bodies raise many unrelated types
+            raise PayloadError(f"Avro body does not decode with schema {sid} ({r.event_type}): {e!r}") from e
+        if buf.tell() != len(data):
+            raise PayloadError(
+                f"{len(data) - buf.tell()} trailing bytes after a {r.event_type} record (schema {sid})"
+            )
+        return Decoded(r.event_type, sid, record)
+
+    async def resolve(self, schema_id: int) -> bool:
+        """Fetch an unknown writer schema from the registry; True if decoding can now work.
+
+        Raises :class:`UnknownSchemaError` if the registry does not know the id.
+        """
+        if schema_id in self._readers:
+            return True
+        text = await self._registry.schema_text(schema_id)
+        raw = json.loads(text)
+        name = raw.get("name", "")
+        writer = parse(raw)
+        reader = self._catalog.latest(name).parsed if name in self._catalog.names() else None
+        self._readers[schema_id] = _Reader(name, writer, reader)
+        return True
+
+    async def decode_resolving(self, data: bytes) -> Decoded:
+        """:meth:`decode`, fetching the writer schema once if its id is new to this process."""
+        try:
+            return self.decode(data)
+        except UnknownSchemaError as e:
+            await self.resolve(e.schema_id)
+            return self.decode(data)
+
+
+def _explain(schema: dict[str, Any], record: Mapping[str, Any], error: Exception) -> str:
+    """A readable reason for an encoding failure (slow path only)."""
+    from fastavro.validation import ValidationError, validate
+
+    try:
+        validate(record, schema, raise_errors=True)
+    except ValidationError as v:
+        return "; ".join(str(x) for x in v.errors) or str(error)
+    except Exception:
+        pass
+    return f"{type(error).__name__}: {error}"

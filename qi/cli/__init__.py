@@ -1,0 +1,34 @@
+"""The ``qi`` command. Settings are read here, once, and passed down."""
+
+from __future__ import annotations
+
+import click
+
+from qi.cli.demo import demo
+from qi.cli.events import publish, tail
+from qi.cli.schemas import schemas
+from qi.cli.stack import stack, topics
+from qi.config import Settings
+from qi.logging import configure_logging
+from qi.platform import Platform
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """QI Stream: event-sourced quality infrastructure on Kafka.
+
+    Endpoints come from QI_KAFKA_BOOTSTRAP, QI_POSTGRES_DSN, QI_CLICKHOUSE_DSN,
+    QI_REDIS_URL, QI_MQTT_URL; any left unset uses the local stack (`qi stack up`).
+    """
+    settings = Settings.from_env()
+    configure_logging(settings.log)
+    ctx.obj = Platform(settings)
+
+
+for command in (stack, topics, publish, tail, schemas, demo):
+    cli.add_command(command)
+
+
+def main() -> None:
+    cli(prog_name="qi")
