@@ -8,6 +8,7 @@ package to install.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import importlib.resources
 import importlib.util
 import os
@@ -90,7 +91,9 @@ class Kafka:
             finally:
                 await admin.close()
 
-        return f"{asyncio.run(probe())} topics"
+        # Its own loop on its own thread: callable from sync code and from inside a running loop.
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+            return f"{pool.submit(asyncio.run, probe()).result()} topics"
 
 
 class Postgres:
