@@ -50,3 +50,26 @@ def example_event(catalog: SchemaCatalog, name: str, n: int = 0) -> EventMetadat
     if "aggregate_version" in record:
         record["aggregate_version"] = n + 1
     return EVENT_TYPES[name].model_validate(record)
+
+
+def schemas_with(tmp_path, extra: dict[str, dict]):
+    """A copy of schemas/ in ``tmp_path`` plus extra files ({file name: schema}); returns the directory."""
+    import json
+    import shutil
+
+    from events.schemas import default_schema_dir
+
+    d = tmp_path / "schemas"
+    shutil.copytree(default_schema_dir(), d)
+    for name, schema in extra.items():
+        (d / name).write_text(json.dumps(schema, indent=2))
+    return d
+
+
+def reading_v2(catalog: SchemaCatalog) -> dict[str, Any]:
+    """SensorReading's newest schema plus an optional `quality` field: a compatible v2."""
+    import copy
+
+    v2 = copy.deepcopy(catalog.latest("SensorReading").raw)
+    v2["fields"].append({"name": "quality", "type": ["null", "string"], "default": None})
+    return v2

@@ -1,10 +1,7 @@
-import copy
-import json
-import shutil
-
 from events import codegen
 from events.models import EVENT_TYPES
-from events.schemas import SchemaCatalog, default_schema_dir
+from events.schemas import SchemaCatalog
+from tests.fixtures import reading_v2, schemas_with
 
 
 def test_models_module_is_generated_from_the_current_schemas(catalog):
@@ -14,11 +11,7 @@ def test_models_module_is_generated_from_the_current_schemas(catalog):
 
 
 def test_a_schema_change_changes_the_generated_types(tmp_path, catalog):
-    d = tmp_path / "schemas"
-    shutil.copytree(default_schema_dir(), d)
-    v2 = copy.deepcopy(catalog.latest("SensorReading").raw)
-    v2["fields"].append({"name": "quality", "type": ["null", "string"], "default": None})
-    (d / "SensorReading.v2.avsc").write_text(json.dumps(v2))
+    d = schemas_with(tmp_path, {"SensorReading.v2.avsc": reading_v2(catalog)})
     source = codegen.generate(SchemaCatalog.load(d))
     assert "quality: str | None = None" in source
     assert "SCHEMA_VERSION: ClassVar[int] = 2" in source

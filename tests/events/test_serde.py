@@ -1,17 +1,14 @@
 import asyncio
-import copy
-import json
-import shutil
 
 import pytest
 
 from events.errors import EncodeError, NotFramedError, PayloadError, UnknownSchemaError
 from events.registry import BuiltinRegistry
 from events.registry.builtin import content_id
-from events.schemas import SchemaCatalog, default_schema_dir
+from events.schemas import SchemaCatalog
 from events.serde import Serde
 from events.topics import TopicNames
-from tests.fixtures import example_event
+from tests.fixtures import example_event, reading_v2, schemas_with
 
 
 @pytest.fixture(scope="module")
@@ -65,12 +62,7 @@ def _reading_record():
 
 def test_old_versions_are_read_as_the_newest(tmp_path, catalog):
     """Data written with v1 decodes into the v2 shape (defaults filled in)."""
-    d = tmp_path / "schemas"
-    shutil.copytree(default_schema_dir(), d)
-    v2 = copy.deepcopy(catalog.latest("SensorReading").raw)
-    v2["fields"].append({"name": "quality", "type": ["null", "string"], "default": None})
-    (d / "SensorReading.v2.avsc").write_text(json.dumps(v2))
-    newer_catalog = SchemaCatalog.load(d)
+    newer_catalog = SchemaCatalog.load(schemas_with(tmp_path, {"SensorReading.v2.avsc": reading_v2(catalog)}))
 
     old = Serde(catalog, BuiltinRegistry(catalog), TopicNames())
     asyncio.run(old.prepare())
