@@ -21,7 +21,7 @@ def up(platform: Platform) -> None:
         urls = platform.stack.up()
         created = run(platform.ensure_topics())
     except USER_ERRORS as e:
-        fail(str(e))
+        fail(f"{e}\nWhat did start is still running, for inspection: `qi stack status`; clean up with `qi stack down`.")
     click.echo(table([[k, v] for k, v in urls.items()], ["service", "url"]))
     new = [t.name for t in created if t.created]
     click.echo(f"\ntopics: {len(created)} ({len(new)} created)")

@@ -31,6 +31,13 @@ def ours(run_dir):
 
 def test_up_is_idempotent_status_is_healthy_and_down_leaves_nothing(tmp_path, local_stack):
     run_dir = tmp_path / "stack"
+    try:
+        _up_status_down(run_dir, local_stack)
+    finally:
+        LocalStack(run_dir).down()  # also on failure: never leak servers
+
+
+def _up_status_down(run_dir, local_stack):
     up = qi(run_dir, "up")
     assert up.returncode == 0, up.stderr
     for name in ("kafka", "postgres", "redis", "mqtt", "clickhouse"):
