@@ -86,7 +86,7 @@ def _check(r: Schema, w: Schema, path: str, out: list[str], seen: set[tuple[int,
     rt, wt = r["type"], w["type"]
 
     if wt == "union":
-        for i, branch in enumerate(w["branches"]):
+        for branch in w["branches"]:
             sub: list[str] = []
             _check(r, branch, f"{path}<{_label(branch)}>", sub, seen)
             out.extend(sub)

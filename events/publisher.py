@@ -19,7 +19,6 @@ import asyncio
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -28,9 +27,6 @@ from events.base import Event
 from events.errors import PublishError
 from events.serde import Serde
 from events.topics import TopicNames
-
-log = structlog.get_logger(__name__)
-
 
 @dataclass(frozen=True, slots=True)
 class Delivery:

@@ -13,7 +13,6 @@ the one this code writes, and every version must stay readable by it
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 from collections.abc import Iterator
@@ -80,11 +79,6 @@ class SchemaVersion:
     def text(self) -> str:
         return normalized_text(self.raw)
 
-    @property
-    def fingerprint(self) -> bytes:
-        """SHA-256 of :attr:`text`."""
-        return hashlib.sha256(self.text.encode()).digest()
-
 
 class SchemaCatalog:
     """All schema versions in a directory, validated and parsed once."""
@@ -123,9 +117,6 @@ class SchemaCatalog:
     def __iter__(self) -> Iterator[SchemaVersion]:
         for vs in self._by_name.values():
             yield from vs
-
-    def topic_families(self) -> list[str]:
-        return sorted({self.latest(n).topic_family for n in self.names()})
 
 
 def _load_file(path: Path) -> SchemaVersion:
