@@ -92,6 +92,20 @@ class RunnerSettings(BaseSettings):
     report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
 
 
+class FleetSettings(BaseSettings):
+    """The worker processes `qi up` runs (``QI_FLEET_*``)."""
+
+    model_config = _cfg("QI_FLEET_")
+
+    instances: dict[str, int] = Field(
+        default_factory=dict,
+        description='processes per worker, e.g. {"score": 2, "bridge": 0} (JSON); default 1 each',
+    )
+    bridge_config: Path = Field(Path("connectors/mqtt/examples/plant.toml"),
+                                description="the MQTT bridge's mapping file")
+    stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
+
+
 class LogSettings(BaseSettings):
     model_config = _cfg("QI_LOG_")
 
@@ -111,6 +125,7 @@ class Settings(BaseModel):
     stack: StackSettings
     log: LogSettings
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -124,4 +139,5 @@ class Settings(BaseModel):
             stack=StackSettings(),
             log=LogSettings(),
             runner=RunnerSettings(),
+            fleet=FleetSettings(),
         )
