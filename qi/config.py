@@ -90,6 +90,10 @@ class RunnerSettings(BaseSettings):
     retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient failure")
     retry_max_s: float = Field(5.0, gt=0, description="longest backoff between retries")
     report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+    ready_max_lag: int = Field(1000, ge=0, description="/ready is false while further behind than this")
+    health_host: str = Field("127.0.0.1", description="where /health /ready /live /metrics listen")
+    health_port: int = Field(0, ge=0, le=65535, description="their port (0: any free port, announced in the run dir)")
+    instance: str | None = Field(None, description="this process's name in the fleet (set by the supervisor)")
 
 
 class FleetSettings(BaseSettings):

@@ -13,6 +13,21 @@ from qi.fleet.spec import fleet
 from qi.fleet.supervisor import Supervisor, load_state
 from qi.platform import Platform
 from qi.stack import process
+from streams.health import announced_url
+
+
+def _health(run_dir, instance: str) -> tuple[str, str]:
+    """(health, lag) of an instance from its /health endpoint, or ('-', '-')."""
+    import httpx
+
+    url = announced_url(run_dir, instance)
+    if url is None:
+        return "-", "-"
+    try:
+        h = httpx.get(f"{url}/health", timeout=1.0).json()
+    except (httpx.HTTPError, ValueError):
+        return "no answer", "-"
+    return ("ready" if h.get("ready") else "not ready"), str(h.get("lag", "-"))
 
 
 def _supervisor_record(platform: Platform) -> process.ProcessRecord | None:
@@ -83,9 +98,10 @@ def _print_ps(platform: Platform) -> bool:
     rows = []
     for i in state.instances.values():
         uptime = f"{now - i.started_at:.0f}s" if i.started_at and i.state == "running" else "-"
-        rows.append([i.name, str(i.pid or "-"), i.state, uptime, str(i.restarts),
+        health, lag = _health(platform.stack.run_dir, i.name) if i.state == "running" else ("-", "-")
+        rows.append([i.name, str(i.pid or "-"), i.state, uptime, str(i.restarts), health, lag,
                      "-" if i.last_exit is None else str(i.last_exit), os.path.relpath(i.log)])
-    click.echo(table(rows, ["worker", "pid", "state", "uptime", "restarts", "last exit", "log"]))
+    click.echo(table(rows, ["worker", "pid", "state", "uptime", "restarts", "health", "lag", "last exit", "log"]))
     return all(i.state == "running" for i in state.instances.values())
 
 

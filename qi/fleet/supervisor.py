@@ -97,7 +97,7 @@ class Supervisor:
             with open(st.log, "ab") as out:
                 child.proc = await asyncio.create_subprocess_exec(
                     *st.argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                    env={**os.environ, "QI_WORKER_INSTANCE": st.name},
+                    env={**os.environ, "QI_RUNNER_INSTANCE": st.name},
                 )
             st.pid = child.proc.pid
             try:
