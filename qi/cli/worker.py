@@ -13,6 +13,7 @@ import signal
 from collections.abc import Awaitable, Callable
 
 import click
+import structlog
 
 from events.serde import Serde
 from qi.platform import Platform
@@ -33,6 +34,7 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
         processor = await processor
     runner = platform.batch_runner(processor, serde)  # type: ignore[arg-type]
     instance = platform.settings.runner.instance or f"{runner.processor.name}-{os.getpid()}"
+    structlog.contextvars.bind_contextvars(worker=runner.processor.name, instance=instance)
     health = platform.health_server(runner.health, [runner.metrics.registry], instance=instance)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
