@@ -145,23 +145,28 @@ class Platform:
         return HealthServer(health, registries, host=r.health_host, port=r.health_port,
                             announce=self.stack.run_dir / "health" / f"{instance}.json")
 
-    def projection_sink(self, projection, kind: str, target: str | None = None):
+    def projection_sink(self, projection, kind: str, generation: str | None = None):
         """A sink (``projections``) of ``kind`` postgres|redis for ``projection``; not started.
 
-        ``target`` None: the live one (Postgres schema named like the projection; Redis follows
-        ``qi:<projection>:current``)."""
+        Names carry the topic prefix, so deployments (and tests) sharing a store stay apart:
+        Postgres schema ``<prefix>registry``, Redis keys ``qi:<prefix>lookups:...``. ``generation``
+        None: the live target; else a rebuild's fresh one (``<schema>__<generation>``)."""
+        import re
+
+        ns = re.sub(r"[^a-z0-9_]", "_", self.settings.kafka.topic_prefix.lower())
         if kind == "postgres":
             from projections.postgres import PostgresSink
 
             dsn = self.endpoints().postgres
             if dsn is None:
                 raise ConfigError("no Postgres configured: run `qi stack up` or set QI_POSTGRES_DSN")
-            return PostgresSink(projection, target or projection.name, dsn)
+            live = ns + projection.name
+            return PostgresSink(projection, f"{live}__{generation}" if generation else live, dsn, live=live)
         if kind == "redis":
             from projections.redis_sink import RedisSink
 
             url = self.endpoints().redis
             if url is None:
                 raise ConfigError("no Redis configured: run `qi stack up` or set QI_REDIS_URL")
-            return RedisSink(projection, target or "", url)
+            return RedisSink(projection, generation or "", url, namespace=ns)
         raise ConfigError(f"unknown sink {kind!r}: postgres or redis")

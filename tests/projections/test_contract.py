@@ -119,3 +119,24 @@ def test_targets_are_isolated_and_drop_removes_one(run, platform):
         assert list((await sink.snapshot())["rows"]) == [("k", "1")]
 
     run(body)
+
+def test_promote_swaps_the_live_target_atomically(run, platform):
+    async def body(sink):
+        live = make_sink(platform, sink.kind, CONTRACT, None)
+        await live.setup()
+        try:
+            await live.apply([up(("k", "1"), 1, s="old")], {("t", 0): 1})
+            await sink.apply([up(("k", "1"), 2, s="rebuilt")], {("t", 0): 2})
+            old = await sink.promote()
+            assert old is not None
+            # the live handle now reads and writes the promoted target
+            assert (await live.snapshot())["rows"][("k", "1")]["s"] == "rebuilt"
+            await live.apply([up(("k", "2"), 1, s="after")], {("t", 0): 3})
+            assert set((await sink.snapshot())["rows"]) == {("k", "1"), ("k", "2")}
+            assert (await old.snapshot())["rows"][("k", "1")]["s"] == "old"
+            await old.drop()
+            await old.close()
+        finally:
+            await live.drop()
+            await live.close()
+    run(body)
