@@ -17,6 +17,7 @@ WHERE stored.aggregate_version < excluded.aggregate_version``. No round trip per
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -82,6 +83,7 @@ class PostgresSink(Sink):
         self.dsn = dsn
         self.live = live or projection.name
         self._conn: psycopg.AsyncConnection | None = None
+        self._lock = asyncio.Lock()  # one transaction at a time (the runner's rebalance callback may overlap a batch)
 
     # -- connection ----------------------------------------------------------------------------
     async def _connection(self) -> psycopg.AsyncConnection:
@@ -97,6 +99,10 @@ class PostgresSink(Sink):
 
     async def _run(self, work) -> Any:
         """Run ``work(conn)`` in one transaction; connection problems become SinkUnavailable."""
+        async with self._lock:
+            return await self._run_locked(work)
+
+    async def _run_locked(self, work) -> Any:
         conn = await self._connection()
         try:
             async with conn.transaction():
