@@ -53,6 +53,7 @@ class ClickHouseSettings(BaseSettings):
     model_config = _cfg("QI_CLICKHOUSE_")
 
     dsn: SecretStr | None = Field(None, description="http(s)://... for a server, chdb:///dir for in-process")
+    database: str = Field("qi", description="the warehouse's database (tables, positions, migrations)")
 
 
 class RedisSettings(BaseSettings):

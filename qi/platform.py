@@ -144,3 +144,18 @@ class Platform:
         r = self.settings.runner
         return HealthServer(health, registries, host=r.health_host, port=r.health_port,
                             announce=self.stack.run_dir / "health" / f"{instance}.json")
+
+    def warehouse(self, database: str | None = None):
+        """The ClickHouse warehouse writer (``projections.clickhouse``); not started."""
+        from projections.clickhouse.warehouse import ClickHouseWarehouse
+
+        dsn = self.endpoints().clickhouse
+        if dsn is None:
+            raise ConfigError("no ClickHouse configured: run `qi stack up` or set QI_CLICKHOUSE_DSN")
+        return ClickHouseWarehouse(dsn, database or self.settings.clickhouse.database)
+
+    def warehouse_sql_announce(self):
+        """Where the process owning an embedded chDB directory announces its SQL endpoint."""
+        from projections.clickhouse.query import announce_path
+
+        return announce_path(self.stack.run_dir, self.endpoints().clickhouse or "")

@@ -7,6 +7,7 @@ import click
 from qi.cli.demo import demo
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
+from qi.cli.sql import sql
 from qi.cli.stack import stack, topics
 from qi.cli.worker import worker
 from qi.cli.fleet import down, ps, supervise, up
@@ -30,6 +31,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+cli.add_command(sql)
 
 
 def main() -> None:
