@@ -119,13 +119,13 @@ def find_endpoint(run_dir: Path, dsn: str) -> str | None:
     return info["url"] if _alive(int(info.get("pid", 0))) else None
 
 
-def run_direct(dsn: str, database: str, sql: str) -> QueryResult:
-    """Open the engine (or server) read-only and run ``sql`` in ``database``."""
+def run_direct(dsn: str, database: str, sql: str, parameters: dict[str, Any] | None = None) -> QueryResult:
+    """Open the engine (or server) read-only and run ``sql`` (``{name:Type}`` parameters) in ``database``."""
     client = _client(dsn, settings={"readonly": 1})
     try:
         try:
             client.database = database
-            r = client.query(sql)
+            r = client.query(sql, parameters=parameters or None)
         except Exception as e:
             raise _driver_error(e, "query") from e
         return QueryResult(list(r.column_names), [t.name for t in r.column_types], [list(x) for x in r.result_rows])
@@ -133,9 +133,11 @@ def run_direct(dsn: str, database: str, sql: str) -> QueryResult:
         client.close()
 
 
-def run_via(url: str, database: str, sql: str, *, timeout_s: float = 300.0) -> QueryResult:
+def run_via(url: str, database: str, sql: str, parameters: dict[str, Any] | None = None, *,
+            timeout_s: float = 300.0) -> QueryResult:
     try:
-        resp = httpx.post(f"{url}/sql", json={"sql": sql, "database": database}, timeout=timeout_s)
+        resp = httpx.post(f"{url}/sql", json={"sql": sql, "database": database, "parameters": parameters or {}},
+                          timeout=timeout_s)
     except httpx.HTTPError as e:
         raise WarehouseUnavailable(f"the warehouse's SQL endpoint {url} did not answer: {e}") from e
     body = resp.json()
@@ -144,9 +146,10 @@ def run_via(url: str, database: str, sql: str, *, timeout_s: float = 300.0) -> Q
     return QueryResult(body["columns"], body["types"], body["rows"], via=url)
 
 
-def run_query(dsn: str, database: str, sql: str, *, run_dir: Path) -> QueryResult:
+def run_query(dsn: str, database: str, sql: str, parameters: dict[str, Any] | None = None, *,
+              run_dir: Path) -> QueryResult:
     """Route: the owner's endpoint if a live process holds this chDB directory, else the engine."""
     url = find_endpoint(run_dir, dsn)
     if url is not None:
-        return run_via(url, database, sql)
-    return run_direct(dsn, database, sql)
+        return run_via(url, database, sql, parameters)
+    return run_direct(dsn, database, sql, parameters)

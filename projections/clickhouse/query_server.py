@@ -7,7 +7,7 @@ chDB lets one process open a data directory, so while the projector runs,
 thread, so projecting goes on), and announces its URL and pid in
 ``<run dir>/warehouse/sql-<hash of the DSN>.json``.
 
-``POST /sql`` with ``{"sql": "..."}`` answers ``{"columns", "types", "rows"}``
+``POST /sql`` with ``{"sql": "...", "parameters": {...}}`` answers ``{"columns", "types", "rows"}``
 or, when ClickHouse refuses the query, status 400 with ``{"error", "code"}``.
 """
 
@@ -66,12 +66,13 @@ class QueryServer:
         try:
             body: dict[str, Any] = await request.json()
             sql = str(body["sql"])
+            parameters = {str(k): v for k, v in dict(body.get("parameters") or {}).items()}
         except (ValueError, KeyError, TypeError):
             return web.json_response({"error": 'expected {"sql": "..."}', "code": None}, status=400)
         database = str(body.get("database") or self._database)
         async with self._lock:  # one query at a time on the engine besides the writer
             try:
-                result: QueryResult = await asyncio.to_thread(run_direct, self._dsn, database, sql)
+                result: QueryResult = await asyncio.to_thread(run_direct, self._dsn, database, sql, parameters)
             except QueryError as e:
                 return web.json_response({"error": str(e), "code": e.code}, status=400)
         return web.Response(text=result.to_json(), content_type="application/json")

@@ -21,8 +21,10 @@ from qi.platform import ConfigError, Platform
 @click.argument("query", required=False)
 @click.option("--format", "fmt", type=click.Choice(["table", "csv", "json"]), default="table", show_default=True)
 @click.option("--database", default=None, help="default database of the query (QI_CLICKHOUSE_DATABASE)")
+@click.option("--param", "-p", "params", multiple=True, metavar="NAME=VALUE",
+              help="a query parameter, used in the query as {NAME:Type}")
 @click.pass_obj
-def sql(platform: Platform, query: str | None, fmt: str, database: str | None) -> None:
+def sql(platform: Platform, query: str | None, fmt: str, database: str | None, params: tuple[str, ...]) -> None:
     """Run a read-only SQL query on the ClickHouse warehouse; '-' or nothing reads it from stdin.
 
     Works while a projector holds the embedded chDB directory: the query goes through it.
@@ -33,12 +35,18 @@ def sql(platform: Platform, query: str | None, fmt: str, database: str | None) -
         query = sys.stdin.read()
     if not query.strip():
         fail("no query given")
+    parameters = {}
+    for p in params:
+        name, sep, value = p.partition("=")
+        if not sep or not name:
+            fail(f"--param wants NAME=VALUE, got {p!r}")
+        parameters[name] = value
     try:
         dsn = platform.endpoints().clickhouse
         if dsn is None:
             raise ConfigError("no ClickHouse configured: run `qi stack up` or set QI_CLICKHOUSE_DSN")
         result = run_query(dsn, database or platform.settings.clickhouse.database, query,
-                           run_dir=platform.stack.run_dir)
+                           parameters, run_dir=platform.stack.run_dir)
     except WarehouseError as e:
         fail(str(e))
     except USER_ERRORS as e:
