@@ -9,7 +9,9 @@ warehouse, not the consumer group, is the checkpoint.
 from __future__ import annotations
 
 import asyncio
+import time
 
+import structlog
 from aiokafka import TopicPartition
 
 from events.reader import ConsumedRecord
@@ -19,6 +21,25 @@ from projections.clickhouse.rows import batch_of
 from projections.clickhouse.warehouse import ClickHouseWarehouse
 from streams.errors import SinkUnavailable
 from streams.processor import BatchResult, Processor
+
+log = structlog.get_logger(__name__)
+
+
+async def open_warehouse(warehouse: ClickHouseWarehouse, *, timeout_s: float = 60.0) -> None:
+    """Open and migrate, retrying with backoff while the engine is unavailable (a server starting,
+    or a chDB directory briefly held by a `qi sql` that opened it directly)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            await asyncio.to_thread(warehouse.start)
+            return
+        except WarehouseUnavailable as e:
+            if time.monotonic() + delay > deadline:
+                raise SinkUnavailable(str(e), dependency="clickhouse") from e
+            log.warning("warehouse.unavailable", error=str(e), backoff_s=round(delay, 2))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
 
 
 class ClickHouseProjector(Processor):
@@ -31,10 +52,7 @@ class ClickHouseProjector(Processor):
         self.rows_written = 0
 
     async def start(self) -> None:
-        try:
-            await asyncio.to_thread(self.warehouse.start)
-        except WarehouseUnavailable as e:
-            raise SinkUnavailable(str(e), dependency="clickhouse") from e
+        await open_warehouse(self.warehouse)
 
     async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         try:

@@ -61,13 +61,14 @@ def warehouse_worker(platform: Platform, database: str | None) -> None:
     """Project every topic into the ClickHouse warehouse; serve `qi sql` when embedded."""
     import asyncio
 
-    from projections.clickhouse.projector import ClickHouseProjector
+    from projections.clickhouse.projector import ClickHouseProjector, open_warehouse
     from projections.clickhouse.query_server import QueryServer
     from projections.clickhouse.warehouse import is_embedded
 
     async def main() -> None:
         wh = platform.warehouse(database)
         server = None
+        await open_warehouse(wh)  # own the engine before announcing the endpoint
         if is_embedded(wh.dsn):
             server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce())
             await server.start()

@@ -17,7 +17,7 @@ def warehouse_env(stack_env: dict[str, str], *, prefix: str, run_dir: Path, chdb
     env = dict(stack_env)
     env.update({"QI_KAFKA_TOPIC_PREFIX": prefix, "QI_STACK_RUN_DIR": str(run_dir),
                 "QI_CLICKHOUSE_DSN": f"chdb://{chdb_dir}", "QI_CLICKHOUSE_DATABASE": database,
-                "QI_RUNNER_SESSION_TIMEOUT_MS": "6000", "QI_RUNNER_HEARTBEAT_INTERVAL_MS": "500"})
+                "QI_RUNNER_SESSION_TIMEOUT_MS": "3000", "QI_RUNNER_HEARTBEAT_INTERVAL_MS": "300"})
     return env
 
 
