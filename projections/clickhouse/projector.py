@@ -1,9 +1,16 @@
 """The batch-runner processor that feeds the warehouse from every topic family.
 
 One fetch -> one :class:`~projections.clickhouse.rows.WarehouseBatch` -> one
-columnar insert per table plus the positions, off the event loop. On
-assignment the runner seeks to the positions stored in the warehouse, so the
-warehouse, not the consumer group, is the checkpoint.
+columnar insert per table plus the positions, in a worker thread.
+
+The warehouse, not the consumer group, is the checkpoint: on assignment the
+runner seeks to the positions stored with the rows (partitions never written
+start from the beginning). That lets the insert of batch *n* run while the
+runner fetches and decodes batch *n+1* (at most one write in flight, so memory
+stays bounded by two batches): the group's committed offsets may run one batch
+ahead of the rows, and after a crash the stored positions bring that batch
+back. A failed write is retried before the next batch is taken
+(docs/decisions/0062-warehouse-pipelined-writes.md).
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ from aiokafka import TopicPartition
 
 from events.reader import ConsumedRecord
 from events.topics import FAMILIES
-from projections.clickhouse.errors import WarehouseUnavailable
-from projections.clickhouse.rows import batch_of
+from projections.clickhouse.errors import WarehouseError, WarehouseUnavailable
+from projections.clickhouse.rows import WarehouseBatch, batch_of
 from projections.clickhouse.warehouse import ClickHouseWarehouse
 from streams.errors import SinkUnavailable
 from streams.processor import BatchResult, Processor
@@ -50,24 +57,47 @@ class ClickHouseProjector(Processor):
     def __init__(self, warehouse: ClickHouseWarehouse) -> None:
         self.warehouse = warehouse
         self.rows_written = 0
+        self._pending: tuple[WarehouseBatch, asyncio.Task[int]] | None = None
 
     async def start(self) -> None:
         await open_warehouse(self.warehouse)
 
     async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        await self.drain()
         try:
             stored = await asyncio.to_thread(self.warehouse.positions)
         except WarehouseUnavailable as e:
             raise SinkUnavailable(str(e), dependency="clickhouse") from e
-        return {tp: stored[(tp.topic, tp.partition)] for tp in partitions if (tp.topic, tp.partition) in stored}
+        return {tp: stored.get((tp.topic, tp.partition), 0) for tp in partitions}
 
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
-        batch = batch_of(records)
-        try:
-            self.rows_written += await asyncio.to_thread(self.warehouse.write, batch)
-        except WarehouseUnavailable as e:
-            raise SinkUnavailable(str(e), dependency="clickhouse") from e
+        batch = batch_of(records)  # a record that cannot become rows fails here, in the runner's hands
+        await self.drain()
+        self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
         return BatchResult()
 
+    async def drain(self) -> None:
+        """Wait for the write in flight; if it failed, write that batch again (RetriableError on failure)."""
+        if self._pending is None:
+            return
+        batch, task = self._pending
+        try:
+            try:
+                self.rows_written += await task
+            except WarehouseError as first:
+                log.warning("warehouse.write_failed", error=str(first), retriable=first.retriable)
+                self.rows_written += await asyncio.to_thread(self.warehouse.write, batch)
+        except WarehouseError as e:
+            # Keep the batch: its offsets may already be committed, the stored positions are not.
+            self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
+            raise SinkUnavailable(f"warehouse write failed: {e}", dependency="clickhouse") from e
+        self._pending = None
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self.drain()
+
     async def close(self) -> None:
-        await asyncio.to_thread(self.warehouse.close)
+        try:
+            await self.drain()
+        finally:
+            await asyncio.to_thread(self.warehouse.close)

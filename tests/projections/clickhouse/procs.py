@@ -15,7 +15,7 @@ from tests.conftest import ROOT
 def warehouse_env(stack_env: dict[str, str], *, prefix: str, run_dir: Path, chdb_dir: Path,
                   database: str = "qi") -> dict[str, str]:
     env = dict(stack_env)
-    env.update({"QI_KAFKA_TOPIC_PREFIX": prefix, "QI_STACK_RUN_DIR": str(run_dir),
+    env.update({"QI_KAFKA_TOPIC_PREFIX": prefix, "QI_KAFKA_CLIENT_ID": "qi-" + prefix.strip("."), "QI_STACK_RUN_DIR": str(run_dir),
                 "QI_CLICKHOUSE_DSN": f"chdb://{chdb_dir}", "QI_CLICKHOUSE_DATABASE": database,
                 "QI_RUNNER_SESSION_TIMEOUT_MS": "3000", "QI_RUNNER_HEARTBEAT_INTERVAL_MS": "300"})
     return env
