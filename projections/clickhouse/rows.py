@@ -14,7 +14,9 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-from events.jsonfmt import dumps
+import json
+
+from events.jsonfmt import _default
 
 EVENTS_COLUMNS = ("event_id", "event_type", "occurred_at", "recorded_at", "source", "correlation_id",
                   "causation_id", "aggregate_id", "twin_id", "sensor_id", "certificate_id", "key", "topic",
@@ -37,6 +39,9 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "certificate_history": CERTIFICATE_COLUMNS,
 }
 
+#: One encoder for every payload (json.dumps would build one per call).
+_PAYLOAD = json.JSONEncoder(default=_default, ensure_ascii=False)
+
 CERTIFICATE_EVENTS = frozenset({"CertificateIssued", "CertificateValidated", "CertificateRevoked",
                                 "CertificateSuperseded", "CertificateExpiring"})
 
@@ -51,20 +56,26 @@ def micros(value: Any) -> int:
 
 
 class Columns:
-    """Column-oriented rows of one table."""
+    """Rows of one table, handed to the driver column-oriented."""
 
-    __slots__ = ("names", "data")
+    __slots__ = ("names", "rows")
 
     def __init__(self, names: tuple[str, ...]) -> None:
         self.names = names
-        self.data: list[list[Any]] = [[] for _ in names]
+        self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
-        return len(self.data[0])
+        return len(self.rows)
 
     def append(self, row: tuple[Any, ...]) -> None:
-        for col, v in zip(self.data, row):
-            col.append(v)
+        self.rows.append(row)
+
+    @property
+    def data(self) -> list[tuple[Any, ...]]:
+        """One sequence per column (transposed in C by ``zip``)."""
+        if not self.rows:
+            return [() for _ in self.names]
+        return list(zip(*self.rows))
 
 
 class WarehouseBatch:
@@ -108,7 +119,7 @@ def add_event(tables: dict[str, Columns], topic: str, partition: int, offset: in
     tables["events"].append((
         event_id, event_type, occurred, recorded, r["source"], r.get("correlation_id"), r.get("causation_id"),
         aggregate_id, _str(twin_id), _str(r.get("sensor_id")), _str(certificate_id),
-        key.decode("utf-8", "replace") if key else "", topic, partition, offset, schema_id, dumps(r),
+        key.decode("utf-8", "replace") if key else "", topic, partition, offset, schema_id, _PAYLOAD.encode(r),
     ))
     if event_type == "SensorReading":
         tables["readings"].append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],
