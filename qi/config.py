@@ -54,6 +54,8 @@ class ClickHouseSettings(BaseSettings):
 
     dsn: SecretStr | None = Field(None, description="http(s)://... for a server, chdb:///dir for in-process")
     database: str = Field("qi", description="the warehouse's database (tables, positions, migrations)")
+    batch_rows: int = Field(20_000, ge=1, description="the projector inserts once this many events are buffered...")
+    batch_max_delay_ms: int = Field(200, ge=0, description="...or once the oldest buffered event waited this long")
 
 
 class RedisSettings(BaseSettings):

@@ -95,6 +95,20 @@ class WarehouseBatch:
             self.positions[tp] = offset + 1
         add_event(self.tables, topic, partition, offset, key, event_type, schema_id, record)
 
+    @property
+    def events(self) -> int:
+        return len(self.tables["events"])
+
+    def merge(self, other: WarehouseBatch) -> None:
+        """Append another batch's rows and positions (later fetches of the same partitions)."""
+        for name, cols in other.tables.items():
+            self.tables[name].rows.extend(cols.rows)
+        for tp, first in other._first.items():
+            self._first.setdefault(tp, first)
+        for tp, end in other.positions.items():
+            if end > self.positions.get(tp, -1):
+                self.positions[tp] = end
+
     def dedup_token(self, table: str) -> str:
         """Same records (same offset ranges) -> same token, so a repeated insert is dropped."""
         ranges = ",".join(f"{t}/{p}:{self._first[(t, p)]}-{end}" for (t, p), end in sorted(self.positions.items()))

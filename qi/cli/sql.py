@@ -73,7 +73,9 @@ def warehouse_worker(platform: Platform, database: str | None) -> None:
             server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce())
             await server.start()
         try:
-            await run_batch_worker(platform, lambda serde: ClickHouseProjector(wh))
+            ch = platform.settings.clickhouse
+            await run_batch_worker(platform, lambda serde: ClickHouseProjector(
+                wh, batch_rows=ch.batch_rows, batch_max_delay_ms=ch.batch_max_delay_ms))
         finally:
             if server is not None:
                 await server.close()

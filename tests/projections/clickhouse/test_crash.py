@@ -38,7 +38,8 @@ def test_sigkilled_projector_catches_up_with_exactly_one_row_per_event(platform,
 
     asyncio.run(publish())
     env = warehouse_env(stack_env, prefix=topic_prefix, run_dir=tmp_path / "run", chdb_dir=tmp_path / "ch")
-    env["QI_RUNNER_MAX_BATCH"] = "2000"  # more batches: more places for a kill to land
+    env["QI_RUNNER_MAX_BATCH"] = "2000"  # more batches and inserts: more places for a kill to land
+    env["QI_CLICKHOUSE_BATCH_ROWS"] = "3000"
     log = tmp_path / "projector.log"
     log.touch()
     rnd = random.Random(7)
@@ -47,7 +48,7 @@ def test_sigkilled_projector_catches_up_with_exactly_one_row_per_event(platform,
         proc = start_projector(env, log)
         try:
             wait_until(lambda: _log_has(log, "runner.assigned", mark), timeout_s=60, every_s=0.05)
-            time.sleep(rnd.uniform(0.05, 1.2))  # somewhere inside consuming / writing / committing
+            time.sleep(rnd.uniform(0.2, 2.5))  # somewhere inside consuming / writing / committing
         finally:
             assert stop(proc, signal.SIGKILL) == -signal.SIGKILL
     # the last run catches up and keeps running; qi sql asks it through its endpoint
