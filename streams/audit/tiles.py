@@ -169,3 +169,10 @@ class TileBuilder:
                 del self._tiles[k]
         self._dirty.clear()
         return out
+
+    def snapshot(self) -> TileBuilder:
+        """An independent copy (appends to it do not touch this one)."""
+        copy = TileBuilder()
+        copy._tiles = {k: bytearray(v) for k, v in self._tiles.items()}
+        copy._dirty = set(self._dirty)
+        return copy
