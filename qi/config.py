@@ -75,6 +75,23 @@ class StackSettings(BaseSettings):
     start_timeout_s: float = 60.0
 
 
+class RunnerSettings(BaseSettings):
+    """The batch runner of every high-volume worker (``QI_RUNNER_*``)."""
+
+    model_config = _cfg("QI_RUNNER_")
+
+    max_batch: int = Field(5000, ge=1, description="most records handed to a processor per fetch")
+    poll_timeout_ms: int = Field(200, ge=1, description="how long one fetch waits for records")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="a dead member is replaced after this")
+    heartbeat_interval_ms: int = Field(1_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    max_partition_fetch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    fetch_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient failure")
+    retry_max_s: float = Field(5.0, gt=0, description="longest backoff between retries")
+    report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+
+
 class LogSettings(BaseSettings):
     model_config = _cfg("QI_LOG_")
 
@@ -93,6 +110,7 @@ class Settings(BaseModel):
     mqtt: MqttSettings
     stack: StackSettings
     log: LogSettings
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,4 +123,5 @@ class Settings(BaseModel):
             mqtt=MqttSettings(),
             stack=StackSettings(),
             log=LogSettings(),
+            runner=RunnerSettings(),
         )

@@ -20,6 +20,8 @@ from events.serde import Serde
 from events.topics import TopicNames
 from qi.config import Settings
 from qi.stack import LocalStack
+from streams.processor import Processor
+from streams.runner import BatchRunner
 
 
 class ConfigError(Exception):
@@ -117,4 +119,21 @@ class Platform:
             topics=[self.topics.resolve(t) for t in topics],
             start_at=start_at,
             client_id=f"{self.settings.kafka.client_id}-reader",
+        )
+
+    def batch_runner(self, processor: Processor, serde: Serde) -> BatchRunner:
+        """A batch runner for ``processor`` in the consumer group ``<client_id>-<processor.name>``."""
+        k = self.settings.kafka
+        return BatchRunner(
+            bootstrap=self.endpoints().kafka,
+            group_id=f"{k.client_id}-{processor.name}",
+            client_id=f"{k.client_id}-{processor.name}",
+            processor=processor,
+            publisher=Publisher(
+                bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
+                client_id=f"{k.client_id}-{processor.name}-out",
+            ),
+            serde=serde,
+            topics=self.topics,
+            settings=self.settings.runner,
         )

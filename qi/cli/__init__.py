@@ -8,6 +8,7 @@ from qi.cli.demo import demo
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
+from qi.cli.worker import worker
 from qi.config import Settings
 from qi.logging import configure_logging
 from qi.platform import Platform
@@ -26,7 +27,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Platform(settings)
 
 
-for command in (stack, topics, publish, tail, schemas, demo):
+for command in (stack, topics, publish, tail, schemas, demo, worker):
     cli.add_command(command)
 
 

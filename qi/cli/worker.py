@@ -1,0 +1,38 @@
+"""``qi worker ...``: long-running stream processors, one process each.
+
+Each subcommand builds its processor through the platform and runs it until
+SIGTERM or Ctrl-C; several processes of one worker share the partitions of
+its consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Awaitable, Callable
+
+import click
+
+from events.serde import Serde
+from qi.platform import Platform
+from streams.processor import Processor
+
+
+@click.group()
+def worker() -> None:
+    """Run a stream processor (validate, score, project, audit) until SIGTERM."""
+
+
+async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitable[Processor] | Processor]) -> None:
+    """Prepare topics and serde, build the processor, run it on a batch runner until signalled."""
+    await platform.ensure_topics()
+    serde = await platform.serde()
+    processor = build(serde)
+    if asyncio.iscoroutine(processor):
+        processor = await processor
+    runner = platform.batch_runner(processor, serde)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.run(stop)
