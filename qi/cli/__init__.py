@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.audit import audit
 from qi.cli.demo import demo
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
@@ -29,6 +30,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker):
     cli.add_command(command)
+cli.add_command(audit)
 
 
 def main() -> None:

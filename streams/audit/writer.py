@@ -12,6 +12,7 @@ on start with the same deterministic event ids. Source positions come from Postg
 
 from __future__ import annotations
 
+import hashlib
 import time
 import uuid
 from collections.abc import Iterable
@@ -62,8 +63,14 @@ class AuditWriter:
         self._source = source
         self._audit_topic = topics.topic("audit")
         self._key = log_id.encode()
+        self._cr = CompactRange()
 
     async def start(self) -> None:
+        await self._store.start()
+        await self._reload()
+
+    async def reload(self) -> None:
+        """Load the committed state again (another writer may have advanced the tree)."""
         await self._reload()
 
     async def _reload(self) -> None:
@@ -75,6 +82,7 @@ class AuditWriter:
         self._last_head_size = s.last_head_size
         self._last_head_mono = time.monotonic()
         self._pending_heads: list[int] = []
+        self._ticker_heads: list[int] = []
 
     @property
     def tree_size(self) -> int:
@@ -100,7 +108,7 @@ class AuditWriter:
         positions = dict(self._positions)
         entries: list[Entry] = []
         done: list[tuple[int, int, bytes]] = []
-        import hashlib
+        heads: list[Head] = []
         sha = hashlib.sha256
         for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
             tp = (r.topic, r.partition)
@@ -118,8 +126,9 @@ class AuditWriter:
                                  str(eid) if eid is not None else None,
                                  d.event_type if d is not None else None, lh, now))
             positions[tp] = r.offset + 1
-        heads: list[Head] = []
-        if entries and self._head_due(cr.size):
+            if cr.size % self._head_n == 0:  # heads at every multiple of N: sizes an auditor can predict
+                heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
+        if entries and cr.size % self._head_n and time.monotonic() - self._last_head_mono >= self._head_s:
             heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
         if not entries:
             return []
@@ -132,8 +141,8 @@ class AuditWriter:
             raise
         self._cr, self._tiles, self._positions = cr, tiles, positions
         if heads:
-            self._last_head_size, self._last_head_mono = cr.size, time.monotonic()
-            self._pending_heads.append(cr.size)
+            self._last_head_size, self._last_head_mono = heads[-1].tree_size, time.monotonic()
+            self._pending_heads.extend(h.tree_size for h in heads)
         return [self._entry_record(e) for e in entries] + [self._head_record(h) for h in heads]
 
     async def _safe_reload(self) -> None:
@@ -142,20 +151,24 @@ class AuditWriter:
         except Exception as e:  # the store is down: the next append reloads or fails again
             log.warning("audit.reload_failed", error=str(e))
 
-    def _head_due(self, size: int) -> bool:
-        return (size - self._last_head_size >= self._head_n
-                or time.monotonic() - self._last_head_mono >= self._head_s)
-
     async def sign_if_due(self, now: datetime | None = None) -> list[OutgoingRecord]:
         """A head for leaves not yet covered, once ``head_every_s`` passed (idle logs get heads too)."""
         size = self._cr.size
         if size == self._last_head_size or time.monotonic() - self._last_head_mono < self._head_s:
             return []
         head = sign_head(self._key_pair, self.log_id, size, self._cr.root(), now)
-        await self._store.commit(BatchCommit(size, size, self._cr.to_bytes(), {}, [], {}, [head]))
+        try:
+            await self._store.commit(BatchCommit(size, size, self._cr.to_bytes(), {}, [], {}, [head]))
+        except Exception:
+            await self._safe_reload()
+            raise
         self._last_head_size, self._last_head_mono = size, time.monotonic()
-        self._pending_heads.append(size)
+        self._ticker_heads.append(size)
         return [self._head_record(head)]
+
+    async def mark_ticker_heads_published(self) -> None:
+        await self._store.mark_published(self._published_through, self._ticker_heads)
+        self._ticker_heads = []
 
     async def flush(self) -> None:
         """The outputs of every append so far are acknowledged: remember it."""
@@ -196,3 +209,6 @@ class AuditWriter:
                            for s in h.signatures],
         })
         return OutgoingRecord(self._audit_topic, self._key, value, str(eid))
+
+    async def close(self) -> None:
+        await self._store.close()
