@@ -275,8 +275,12 @@ class AuditStore:
         return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None
 
     async def latest_head(self) -> Head | None:
-        heads = await self.heads()
-        return heads[-1] if heads else None
+        cur = await self.conn.execute(self._q(
+            "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
+            "WHERE log_id = %s ORDER BY tree_size DESC LIMIT 1"), (self.log_id,))
+        r = await cur.fetchone()
+        await self.conn.rollback()
+        return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None
 
     async def head(self, size: int) -> Head | None:
         cur = await self.conn.execute(self._q(
