@@ -12,7 +12,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
 
 
-def _long(n: int) -> bytes:
+def _long_slow(n: int) -> bytes:
     n = (n << 1) ^ (n >> 63)
     out = bytearray()
     while n & ~0x7F:
@@ -20,6 +20,16 @@ def _long(n: int) -> bytes:
         n >>= 7
     out.append(n)
     return bytes(out)
+
+
+_SMALL = [_long_slow(i) for i in range(1 << 13)]
+
+
+def _long(n: int) -> bytes:
+    return _SMALL[n] if 0 <= n < 8192 else _long_slow(n)
+
+
+_LEN32 = _long_slow(32)  # a leaf hash is always 32 bytes (SHA-256)
 
 
 def _str(s: str) -> bytes:
@@ -43,13 +53,17 @@ class EntryEncoder:
         self._source_part = _str(source) + b"\x00"  # source, correlation_id = null
         self._log_id = _str(log_id)
         self._header = header
+        self._at: datetime | None = None
+        self._ts = b""
 
     def encode(self, event_id: str, at: datetime, causation: str | None, leaf_index: int, leaf_hash: bytes,
                topic: str, partition: int, offset: int, source_event_id: str | None,
                source_event_type: str | None) -> bytes:
-        ts = _long(_micros(at))
+        if at is not self._at:
+            self._at, self._ts = at, _long(_micros(at))  # one timestamp per batch: encode it once
+        ts = self._ts
         return b"".join((
             self._header, _str(event_id), self._fixed_head, ts, ts, self._source_part, _opt(causation),
-            self._log_id, _long(leaf_index), _long(len(leaf_hash)), leaf_hash, _str(topic), _long(partition),
+            self._log_id, _long(leaf_index), _LEN32, leaf_hash, _str(topic), _long(partition),
             _long(offset), _opt(source_event_id), _opt(source_event_type),
         ))
