@@ -90,6 +90,24 @@ class RunnerSettings(BaseSettings):
     retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient failure")
     retry_max_s: float = Field(5.0, gt=0, description="longest backoff between retries")
     report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+    ready_max_lag: int = Field(1000, ge=0, description="/ready is false while further behind than this")
+    health_host: str = Field("127.0.0.1", description="where /health /ready /live /metrics listen")
+    health_port: int = Field(0, ge=0, le=65535, description="their port (0: any free port, announced in the run dir)")
+    instance: str | None = Field(None, description="this process's name in the fleet (set by the supervisor)")
+
+
+class FleetSettings(BaseSettings):
+    """The worker processes `qi up` runs (``QI_FLEET_*``)."""
+
+    model_config = _cfg("QI_FLEET_")
+
+    instances: dict[str, int] = Field(
+        default_factory=dict,
+        description='processes per worker, e.g. {"score": 2, "bridge": 0} (JSON); default 1 each',
+    )
+    bridge_config: Path = Field(Path("connectors/mqtt/examples/plant.toml"),
+                                description="the MQTT bridge's mapping file")
+    stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
 
 
 class AuditSettings(BaseSettings):
@@ -130,6 +148,7 @@ class Settings(BaseModel):
     log: LogSettings
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -144,4 +163,5 @@ class Settings(BaseModel):
             log=LogSettings(),
             runner=RunnerSettings(),
             audit=AuditSettings(),
+            fleet=FleetSettings(),
         )

@@ -21,6 +21,7 @@ from events.serde import Serde
 from events.topics import TopicNames
 from qi.config import Settings
 from qi.stack import LocalStack
+from streams.health import HealthFn, HealthServer
 from streams.processor import Processor
 from streams.runner import BatchRunner
 
@@ -176,3 +177,9 @@ class Platform:
         publisher = Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
                               client_id=f"{self.settings.kafka.client_id}-audit-heads")
         return AuditProcessor(writer, publisher, families=a.families, head_every_s=a.head_every_s)
+
+    def health_server(self, health: HealthFn, registries: list, *, instance: str) -> HealthServer:
+        """/health, /ready, /live and /metrics for one worker process, announced in the run dir."""
+        r = self.settings.runner
+        return HealthServer(health, registries, host=r.health_host, port=r.health_port,
+                            announce=self.stack.run_dir / "health" / f"{instance}.json")
