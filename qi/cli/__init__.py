@@ -6,6 +6,7 @@ import click
 
 from qi.cli.audit import audit
 from qi.cli.demo import demo
+from qi.cli.replay import replay
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
@@ -32,6 +33,7 @@ def cli(ctx: click.Context) -> None:
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
 cli.add_command(audit)
+cli.add_command(replay)
 
 
 def main() -> None:
