@@ -237,8 +237,18 @@ def verify_proof_document(doc: dict[str, Any], public_key: Any) -> str:
         verify_inclusion(doc["leaf_index"], cp.size, leaf, [_b64(h) for h in doc["hashes"]], cp.root)
         return f"OK: leaf {doc['leaf_index']} is in {cp.origin} at size {cp.size}"
     if kind == "consistency":
-        old = verify_checkpoint(doc["old_checkpoint"], public_key, origin=doc["log_id"])
-        new = verify_checkpoint(doc["new_checkpoint"], public_key, origin=doc["log_id"])
-        verify_consistency(old.size, new.size, [_b64(h) for h in doc["hashes"]], old.root, new.root)
-        return f"OK: size {new.size} of {new.origin} extends size {old.size}"
+        sides, unsigned = [], []
+        for side in ("old", "new"):
+            if f"{side}_checkpoint" in doc:  # signed: size and root come from the checkpoint
+                cp = verify_checkpoint(doc[f"{side}_checkpoint"], public_key, origin=doc["log_id"])
+                if cp.size != doc[f"{side}_size"]:
+                    raise VerificationError("size_mismatch", f"{side} checkpoint is for size {cp.size}")
+                sides.append((cp.size, cp.root))
+            else:
+                sides.append((doc[f"{side}_size"], _b64(doc[f"{side}_root"])))
+                unsigned.append(side)
+        (m, r1), (n, r2) = sides
+        verify_consistency(m, n, [_b64(h) for h in doc["hashes"]], r1, r2)
+        note = f" (the {' and '.join(unsigned)} root(s) carry no signature)" if unsigned else ""
+        return f"OK: size {n} of {doc['log_id']} extends size {m}{note}"
     raise VerificationError("bad_document", f"unknown proof kind {kind!r}")
