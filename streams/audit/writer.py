@@ -66,6 +66,7 @@ class AuditWriter:
         self._audit_topic = topics.topic("audit")
         self._key = log_id.encode()
         self._cr = CompactRange()
+        self._encoder: EntryEncoder | None = None
 
     async def start(self) -> None:
         self._encoder = self._entry_encoder()

@@ -41,8 +41,8 @@ def test_every_event_becomes_one_leaf_and_every_proof_verifies(platform, catalog
         async with p.publisher(serde) as pub_:
             await pub_.publish_many(events + scores)
         async with audit_worker(p) as proc:
-            assert proc.writer._encoder is not None  # the fast AuditEntryAppended encoder is in use
             await wait_for_size(proc, len(events))
+            assert proc.writer._encoder is not None  # the fast AuditEntryAppended encoder is in use
             await asyncio.sleep(1.5)  # the ticker signs a head over the tail
             assert proc.writer.tree_size == len(events)
         store = p.audit_store()
