@@ -147,13 +147,13 @@ class Platform:
 
     def log_key_pair(self):  # -> events.signing.HybridKeyPair
         """The audit log's signing key pair (``qi keys generate --log``)."""
-        from events.signing import HybridKeyPair
+        from events.signing import HybridKeyPair, KeyFileError
         from streams.audit.errors import LogKeyError
 
         d, name = self.log_key_dir(), self.settings.audit.key_name
         try:
             return HybridKeyPair.load(d, name)
-        except (OSError, ValueError) as e:
+        except (KeyFileError, OSError, ValueError) as e:
             raise LogKeyError(f"no log key pair {name!r} in {d}: run `qi keys generate --log`", path=str(d)) from e
 
     def audit_store(self):  # -> streams.audit.store.AuditStore

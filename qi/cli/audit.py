@@ -16,12 +16,12 @@ ERRORS = (*USER_ERRORS, AuditError)
 
 
 def _public_key(platform: Platform, path: str | None):
-    from events.signing import HybridPublicKey
+    from events.signing import HybridPublicKey, KeyFileError
 
     p = Path(path) if path else platform.log_key_dir() / f"{platform.settings.audit.key_name}.pub.json"
     try:
         return HybridPublicKey.load(p)
-    except (OSError, ValueError) as e:
+    except (KeyFileError, OSError, ValueError) as e:
         fail(f"cannot read the log's public key {p}: {e}")
 
 

@@ -73,5 +73,12 @@ def test_audit_commands(platform, catalog, stack_env, tmp_path):
     assert (out / "log.pub.json").exists() and (out / "tile" / "0" / "000").stat().st_size == 256 * 32
     assert (out / "tile" / "0" / "001.p" / str(len(events) - 256)).exists()
 
+    newkeys = tmp_path / "newkeys"
+    gen = subprocess.run([sys.executable, "-m", "qi", "keys", "generate", "--log"], cwd=ROOT,
+                         env=env | {"QI_AUDIT_KEY_DIR": str(newkeys)}, capture_output=True, text=True, timeout=60)
+    assert gen.returncode == 0, gen.stderr
+    assert (newkeys / "log.pub.json").exists()
+    assert all((f.stat().st_mode & 0o777) == 0o600 for f in newkeys.glob("*.pem")) and len(list(newkeys.glob("*.pem"))) == 2
+
     missing = qi("prove", "00000000-0000-0000-0000-000000000000", ok=False)
     assert missing.returncode == 2 and "not in log" in missing.stderr
