@@ -240,12 +240,12 @@ class AuditStore:
     async def tiles(self, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not wanted:
             return {}
-        levels = [w[0] for w in wanted]
-        idxs = [w[1] for w in wanted]
-        cur = await self.conn.execute(self._q(
-            "SELECT t.level, t.idx, t.hashes FROM {schema}.tiles t "
-            "JOIN unnest(%s::smallint[], %s::bigint[]) AS w(level, idx) ON t.level = w.level AND t.idx = w.idx "
-            "WHERE t.log_id = %s"), (levels, idxs, self.log_id))
+        # an OR of primary-key equalities: a bitmap of index probes, never a scan of the log's tiles
+        ors = sql.SQL(" OR ").join(sql.SQL("(level = {} AND idx = {})").format(sql.Literal(lvl), sql.Literal(idx))
+                                   for lvl, idx in sorted(wanted))
+        query = sql.SQL("SELECT level, idx, hashes FROM {schema}.tiles WHERE log_id = %s AND ({ors})").format(
+            schema=sql.Identifier(self._schema), ors=ors)
+        cur = await self.conn.execute(query, (self.log_id,))
         rows = await cur.fetchall()
         await self.conn.rollback()
         return {(lvl, idx): bytes(h) for lvl, idx, h in rows}
