@@ -1,4 +1,5 @@
-"""The audit worker on the real stack: leaves, heads, proofs for every event, whole-log verify."""
+"""The audit worker on the real stack: a log of 10,080 leaves, heads, a verified proof for every
+event in it (from the stored tiles; a sample through `prove`'s own path), whole-log verify."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 from events.signing import HybridPublicKey
 from streams.audit.logcheck import verify_log
 from streams.audit.prover import consistency_document, inclusion_document
-from streams.audit.verifier import VerificationError, verify_checkpoint, verify_proof_document
+from streams.audit.tiles import TileReader
+from streams.audit.verifier import VerificationError, verify_checkpoint, verify_inclusion, verify_proof_document
 from tests.fixtures import example_event
 from tests.streams.audit.helpers import audit_platform, audit_worker, wait_for_size
 from tests.streams.helpers import readings
@@ -34,7 +36,7 @@ def test_every_event_becomes_one_leaf_and_every_proof_verifies(platform, catalog
     async def go():
         await p.ensure_topics()
         serde = await p.serde()
-        events = readings(2500, sensors=7)
+        events = readings(10_000, sensors=7)
         events += [example_event(catalog, name, n) for n in range(20) for name in
                    ("TwinRegistered", "CertificateIssued", "CertificateRevoked", "IssuerKeyRegistered")]
         scores = [example_event(catalog, "AnomalyScored", n) for n in range(30)]  # not audited by default
@@ -51,10 +53,18 @@ def test_every_event_becomes_one_leaf_and_every_proof_verifies(platform, catalog
             head = await store.latest_head()
             assert head.tree_size == len(events)
             verify_checkpoint(head.note, pub, origin=p.settings.audit.log_id)
-            for ev in events[::97] + events[-80:]:
+            for ev in events[::211] + events[-80:]:  # through the CLI's path (entry, head, tiles)
                 doc = await inclusion_document(store, str(ev.event_id))
                 assert verify_proof_document(json.loads(json.dumps(doc)), pub).startswith("OK")
                 assert doc["source"]["event_type"] == ev.event_type
+            # every event of the log: its entry, a proof from the stored tiles, verified against the head
+            entries = {e.source_event_id: e for e in await store.entries(0, head.tree_size)}
+            tiles = await store.tiles({(lvl, idx) for lvl, idx, _ in await store.all_tiles()})
+            reader = TileReader(lambda _w: tiles)
+            for ev in events:
+                e = entries[str(ev.event_id)]
+                verify_inclusion(e.leaf_index, head.tree_size, e.leaf_hash,
+                                 reader.inclusion_proof(e.leaf_index, head.tree_size), head.root)
             heads = await store.heads()
             assert len(heads) >= 3
             for a, b in zip(heads, heads[1:]):
