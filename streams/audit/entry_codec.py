@@ -54,7 +54,14 @@ class EntryEncoder:
         self._log_id = _str(log_id)
         self._header = header
         self._at: datetime | None = None
+        self._strs: dict[str, bytes] = {}  # topics and event types: a handful of distinct values
         self._ts = b""
+
+    def _cached(self, s: str) -> bytes:
+        b = self._strs.get(s)
+        if b is None:
+            b = self._strs[s] = _str(s)
+        return b
 
     def encode(self, event_id: str, at: datetime, causation: str | None, leaf_index: int, leaf_hash: bytes,
                topic: str, partition: int, offset: int, source_event_id: str | None,
@@ -64,6 +71,7 @@ class EntryEncoder:
         ts = self._ts
         return b"".join((
             self._header, _str(event_id), self._fixed_head, ts, ts, self._source_part, _opt(causation),
-            self._log_id, _long(leaf_index), _LEN32, leaf_hash, _str(topic), _long(partition),
-            _long(offset), _opt(source_event_id), _opt(source_event_type),
+            self._log_id, _long(leaf_index), _LEN32, leaf_hash, self._cached(topic), _long(partition),
+            _long(offset), _opt(source_event_id),
+            b"\x00" if source_event_type is None else b"\x02" + self._cached(source_event_type),
         ))

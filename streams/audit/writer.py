@@ -42,6 +42,15 @@ def audit_event_id(kind: str, log_id: str, n: int) -> uuid.UUID:
     return uuid.uuid5(_NS, f"{kind}/{log_id}/{n}")
 
 
+def audit_event_id_str(kind: str, log_id: str, n: int, _ns: bytes = _NS.bytes) -> str:
+    """``str(audit_event_id(...))`` without building UUID objects (one per leaf on the hot path)."""
+    h = bytearray(hashlib.sha1(_ns + f"{kind}/{log_id}/{n}".encode()).digest()[:16])
+    h[6] = (h[6] & 0x0F) | 0x50  # version 5
+    h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
+    x = h.hex()
+    return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
 class AuditWriter:
     def __init__(
         self,
@@ -199,7 +208,7 @@ class AuditWriter:
         return enc if self._encode_entry(enc, sample) == self._encode_entry(None, sample) else None
 
     def _encode_entry(self, enc: EntryEncoder | None, e: Entry) -> bytes:
-        eid = str(audit_event_id("leaf", self.log_id, e.leaf_index))
+        eid = audit_event_id_str("leaf", self.log_id, e.leaf_index)
         topic = self.canonical_topic(e.source_topic)
         if enc is not None:
             return enc.encode(eid, e.appended_at, e.source_event_id, e.leaf_index, e.leaf_hash, topic,

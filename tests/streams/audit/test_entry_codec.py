@@ -34,3 +34,10 @@ def test_same_bytes_as_the_serde(catalog, causation, etype, index, offset):
         "source_offset": offset, "source_event_id": causation, "source_event_type": etype})
     assert got == want
     assert serde.decode(got).record["leaf_index"] == index
+
+
+def test_the_fast_event_id_is_uuid5():
+    from streams.audit.writer import audit_event_id, audit_event_id_str
+
+    for n in (0, 1, 255, 10**9):
+        assert audit_event_id_str("leaf", "qi.local/audit", n) == str(audit_event_id("leaf", "qi.local/audit", n))
