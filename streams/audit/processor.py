@@ -64,9 +64,10 @@ class AuditProcessor(Processor):
             except WriterConflict as e:  # the writer reloaded: retry the batch on the new tree
                 raise RetriableError(str(e), dependency="audit-log") from e
             except AuditStoreError as e:
-                if e.retriable:
-                    raise RetriableError(str(e), dependency="postgres") from e
-                raise
+                raise RetriableError(str(e), dependency="postgres") from e
+            except Exception as e:  # never let the runner dead-letter a record: the log would skip a leaf
+                log.error("audit.append_failed", error=repr(e), records=len(records))
+                raise RetriableError(f"audit append failed: {e!r}", dependency="audit-log") from e
 
     async def flush(self) -> None:
         async with self._lock:

@@ -135,10 +135,26 @@ class AuditStore:
             await self._conn.close()
             self._conn = None
 
+    async def _live(self) -> psycopg.AsyncConnection:
+        """The connection, reconnected if Postgres dropped it (a restart, a network blip)."""
+        if self._conn is None:
+            raise AuditStoreError("audit store not started", retriable=False)
+        if self._conn.closed:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=False)
+            except psycopg.OperationalError as e:
+                raise AuditStoreError(f"cannot reach Postgres: {e}", retriable=True) from e
+        return self._conn
+
     async def load(self) -> LoadedState:
+        try:
+            return await self._load(await self._live())
+        except psycopg.Error as e:
+            raise AuditStoreError(f"cannot load the audit log: {e}", retriable=True) from e
+
+    async def _load(self, c: psycopg.AsyncConnection) -> LoadedState:
         from streams.audit.tiles import TileBuilder
 
-        c = self.conn
         async with c.transaction():
             cur = await c.execute(self._q(
                 "SELECT tree_size, compact, published_through FROM {schema}.logs WHERE log_id = %s"),
@@ -162,8 +178,11 @@ class AuditStore:
                            head[0] if head else 0, head[1] if head else None)
 
     async def commit(self, batch: BatchCommit) -> None:
-        """Write one batch atomically; raises WriterConflict if the tree moved under us."""
-        c = self.conn
+        """Write one batch atomically; raises WriterConflict if the tree moved under us.
+
+        Every database error is retriable: the audit log stalls (and says so) rather than skip a leaf.
+        """
+        c = await self._live()
         try:
             async with c.transaction():
                 cur = await c.execute(self._q(
@@ -199,11 +218,11 @@ class AuditStore:
                             "INSERT INTO {schema}.heads (log_id, tree_size, root, signatures, note, signed_at) "
                             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"),
                             (self.log_id, h.tree_size, h.root, json.dumps(h.signatures), h.note, h.signed_at))
-        except psycopg.OperationalError as e:
+        except psycopg.Error as e:
             raise AuditStoreError(f"audit commit failed: {e}", retriable=True) from e
 
     async def mark_published(self, through: int, head_sizes: list[int]) -> None:
-        c = self.conn
+        c = await self._live()
         try:
             async with c.transaction():
                 await c.execute(self._q(
@@ -213,7 +232,7 @@ class AuditStore:
                     await c.execute(self._q(
                         "UPDATE {schema}.heads SET published = true WHERE log_id = %s AND tree_size = ANY(%s)"),
                         (self.log_id, head_sizes))
-        except psycopg.OperationalError as e:
+        except psycopg.Error as e:
             raise AuditStoreError(f"audit bookkeeping failed: {e}", retriable=True) from e
 
     # ---------------------------------------------------------------- reads
