@@ -52,39 +52,43 @@ def test_sigkilled_worker_leaves_exactly_one_leaf_per_record(platform, catalog, 
     events += [example_event(catalog, n, i) for i in range(100) for n in ("TwinRegistered", "CertificateIssued")]
     rnd.shuffle(events)
 
-    async def produce():
+    segments = [events[i::KILLS + 1] for i in range(KILLS + 1)]  # ~8,400 events per round
+
+    async def produce(segment):
+        """One round's events as a steady flow: four parts, 0.3 s apart."""
         serde = await p.serde()
         async with p.publisher(serde) as pub:
-            # a steady flow over ~40 s: a SIGKILLed member is replaced only after the group's
-            # session timeout and a rebalance (~7 s on the embedded broker), so each kill costs that
-            for i in range(0, len(events), 2000):
-                await pub.publish_many(events[i:i + 2000])
-                await asyncio.sleep(1.6)
+            step = len(segment) // 4 + 1
+            for i in range(0, len(segment), step):
+                await pub.publish_many(segment[i:i + step])
+                await asyncio.sleep(0.3)
 
     async def go():
         await p.ensure_topics()
-        producer = asyncio.create_task(produce())
         kills = []
         sizes = []
         store = p.audit_store()
         await store.start()
-        for _ in range(KILLS):
+        # Each round: events start flowing, a worker starts, appends, and is SIGKILLed at a random
+        # moment of its work. (A killed member is replaced only after the group's session timeout
+        # and a rebalance, several seconds on the embedded broker: rounds wait for that, not a clock.)
+        for r in range(KILLS):
             before = (await store.load()).tree_size
+            producer = asyncio.create_task(produce(segments[r]))
             proc = _spawn(env)
-            # wait until this worker appends, then kill it at a random moment of its work
-            deadline = asyncio.get_running_loop().time() + 30
+            deadline = asyncio.get_running_loop().time() + 90
             while (await store.load()).tree_size == before and asyncio.get_running_loop().time() < deadline:
                 await asyncio.sleep(0.05)
-            delay = rnd.uniform(0.0, 1.5)
+            delay = rnd.uniform(0.0, 1.0)
             await asyncio.sleep(delay)
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills.append(round(delay, 2))
             sizes.append((await store.load()).tree_size)
-        await producer
+            await producer
+        await produce(segments[-1])
         # the kills hit a worker that was appending: the tree grew between them and was not done
-        mid = [s for s in sizes if 0 < s < len(events)]
-        assert len(set(mid)) >= 4, f"kills did not interrupt appending: sizes {sizes}"
+        assert all(0 < a < b < len(events) for a, b in zip(sizes, sizes[1:])), f"sizes at the kills: {sizes}"
         proc = _spawn(env)
         try:
             deadline = asyncio.get_running_loop().time() + 150
