@@ -170,8 +170,8 @@ async def main(args) -> None:
         stack = LocalStack(Path(__file__).resolve().parents[1] / ".qi" / "bench")
         urls = stack.up()
     key_dir = Path(tempfile.mkdtemp(prefix="qi-bench-keys-"))
-    HybridKeyPair.generate(key_id="bench-log/1").save(key_dir, "log")
-    pub = HybridPublicKey.load(key_dir / "log.pub.json")
+    HybridKeyPair.generate(key_id="bench-log/1").save(key_dir, "audit-log")
+    pub = HybridPublicKey.load(key_dir / "audit-log.pub.json")
     try:
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
         p = platform_for(urls, prefix, key_dir, head_every_entries=10_000, head_every_s=5.0)

@@ -124,7 +124,7 @@ class AuditSettings(BaseSettings):
     head_every_entries: int = Field(10_000, ge=1, description="sign a tree head after this many new leaves")
     head_every_s: float = Field(10.0, gt=0, description="... or after this many seconds with new leaves")
     key_dir: Path | None = Field(None, description="where the log's key pair lives; unset: <run_dir>/keys")
-    key_name: str = "log"
+    key_name: str = Field("audit-log", description="file name stem of the key pair (`qi keys generate --log`)")
     pg_schema: str = Field("audit", description="Postgres schema of the log's tables")
 
 

@@ -8,7 +8,6 @@ from qi.cli.audit import audit
 from qi.cli.demo import demo
 from qi.cli.replay import replay
 from qi.cli.events import publish, tail
-from qi.cli.keys import keys
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
 from qi.cli.worker import worker
@@ -35,7 +34,6 @@ for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, dow
     cli.add_command(command)
 cli.add_command(audit)
 cli.add_command(replay)
-cli.add_command(keys)
 
 
 def main() -> None:

@@ -16,8 +16,8 @@ from tests.streams.helpers import running
 
 def audit_platform(platform: Platform, key_dir: Path, **audit: object) -> Platform:
     """The same platform with its own log id (per test prefix) and a fresh log key pair."""
-    if not (key_dir / "log.pub.json").exists():
-        HybridKeyPair.generate(key_id="test-log/1").save(key_dir, "log")
+    if not (key_dir / "audit-log.pub.json").exists():
+        HybridKeyPair.generate(key_id="test-log/1").save(key_dir, "audit-log")
     settings = platform.settings.model_copy(update={"audit": AuditSettings(
         log_id=f"test.local/{platform.settings.kafka.topic_prefix.rstrip('.')}", key_dir=key_dir,
         **({"head_every_entries": 1000, "head_every_s": 1.0} | audit))})

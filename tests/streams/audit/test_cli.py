@@ -48,7 +48,7 @@ def test_audit_commands(platform, catalog, stack_env, tmp_path):
     qi("prove", str(certs[2].event_id), "--out", str(proof))
     doc = json.loads(proof.read_text())
     assert doc["tree_size"] == len(events) and doc["source"]["event_type"] == "CertificateIssued"
-    assert "OK: leaf" in qi("verify-proof", str(proof), "--public-key", str(keys / "log.pub.json")).stdout
+    assert "OK: leaf" in qi("verify-proof", str(proof), "--public-key", str(keys / "audit-log.pub.json")).stdout
     doc["hashes"][0] = doc["hashes"][1]
     proof.write_text(json.dumps(doc))
     bad = qi("verify-proof", str(proof), ok=False)
@@ -74,10 +74,10 @@ def test_audit_commands(platform, catalog, stack_env, tmp_path):
     assert (out / "tile" / "0" / "001.p" / str(len(events) - 256)).exists()
 
     newkeys = tmp_path / "newkeys"
-    gen = subprocess.run([sys.executable, "-m", "qi", "keys", "generate", "--log"], cwd=ROOT,
+    gen = subprocess.run([sys.executable, "-m", "qi", "keys", "generate", "--log", "--out", str(newkeys)], cwd=ROOT,
                          env=env | {"QI_AUDIT_KEY_DIR": str(newkeys)}, capture_output=True, text=True, timeout=60)
     assert gen.returncode == 0, gen.stderr
-    assert (newkeys / "log.pub.json").exists()
+    assert (newkeys / "audit-log.pub.json").exists()
     assert all((f.stat().st_mode & 0o777) == 0o600 for f in newkeys.glob("*.pem")) and len(list(newkeys.glob("*.pem"))) == 2
 
     missing = qi("prove", "00000000-0000-0000-0000-000000000000", ok=False)

@@ -118,7 +118,7 @@ def test_sigkilled_worker_leaves_exactly_one_leaf_per_record(platform, catalog, 
                 last[(t, part)] = off
             heads = await store.heads()
             assert len(heads) >= len(events) // 2000
-            pub = HybridPublicKey.load(tmp_path / "log.pub.json")
+            pub = HybridPublicKey.load(tmp_path / "audit-log.pub.json")
             for h0, h1 in zip(heads, heads[1:]):
                 doc = await consistency_document(store, h0.tree_size, h1.tree_size)
                 assert verify_proof_document(doc, pub).startswith("OK")

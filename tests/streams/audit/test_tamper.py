@@ -95,7 +95,7 @@ def built_log(catalog, key_dir, local_stack):
         s = make_settings(local_stack, prefix).model_copy(update={"audit": p.settings.audit})
         return Platform(s)
 
-    return p, HybridPublicKey.load(key_dir / "log.pub.json"), size, copy_platform
+    return p, HybridPublicKey.load(key_dir / "audit-log.pub.json"), size, copy_platform
 
 
 FAMILIES = ["twins", "issuers", "certificates", "readings", "validations", "alerts", "deadletter", "audit"]
@@ -203,7 +203,7 @@ def test_a_head_signed_by_another_key_is_named(built_log):
 
 
 def test_a_head_with_only_one_valid_algorithm_is_rejected(built_log, key_dir):
-    own = HybridKeyPair.load(key_dir, "log")
+    own = HybridKeyPair.load(key_dir, "audit-log")
     other = HybridKeyPair.generate(key_id=own.public.key_id)
 
     def mixed(keep: str):

@@ -31,7 +31,7 @@ async def _verify(platform, pub):
 
 def test_every_event_becomes_one_leaf_and_every_proof_verifies(platform, catalog, tmp_path):
     p = audit_platform(platform, tmp_path, head_every_entries=700)
-    pub = HybridPublicKey.load(tmp_path / "log.pub.json")
+    pub = HybridPublicKey.load(tmp_path / "audit-log.pub.json")
 
     async def go():
         await p.ensure_topics()
