@@ -75,6 +75,41 @@ class StackSettings(BaseSettings):
     start_timeout_s: float = 60.0
 
 
+class RunnerSettings(BaseSettings):
+    """The batch runner of every high-volume worker (``QI_RUNNER_*``)."""
+
+    model_config = _cfg("QI_RUNNER_")
+
+    max_batch: int = Field(5000, ge=1, description="most records handed to a processor per fetch")
+    poll_timeout_ms: int = Field(200, ge=1, description="how long one fetch waits for records")
+    session_timeout_ms: int = Field(10_000, ge=1000, description="a dead member is replaced after this")
+    heartbeat_interval_ms: int = Field(1_000, ge=100)
+    max_poll_interval_ms: int = Field(300_000, ge=1000)
+    max_partition_fetch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
+    fetch_max_bytes: int = Field(32 * 1024 * 1024, ge=1024)
+    retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient failure")
+    retry_max_s: float = Field(5.0, gt=0, description="longest backoff between retries")
+    report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+    ready_max_lag: int = Field(1000, ge=0, description="/ready is false while further behind than this")
+    health_host: str = Field("127.0.0.1", description="where /health /ready /live /metrics listen")
+    health_port: int = Field(0, ge=0, le=65535, description="their port (0: any free port, announced in the run dir)")
+    instance: str | None = Field(None, description="this process's name in the fleet (set by the supervisor)")
+
+
+class FleetSettings(BaseSettings):
+    """The worker processes `qi up` runs (``QI_FLEET_*``)."""
+
+    model_config = _cfg("QI_FLEET_")
+
+    instances: dict[str, int] = Field(
+        default_factory=dict,
+        description='processes per worker, e.g. {"score": 2, "bridge": 0} (JSON); default 1 each',
+    )
+    bridge_config: Path = Field(Path("connectors/mqtt/examples/plant.toml"),
+                                description="the MQTT bridge's mapping file")
+    stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
+
+
 class LogSettings(BaseSettings):
     model_config = _cfg("QI_LOG_")
 
@@ -93,6 +128,8 @@ class Settings(BaseModel):
     mqtt: MqttSettings
     stack: StackSettings
     log: LogSettings
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -105,4 +142,6 @@ class Settings(BaseModel):
             mqtt=MqttSettings(),
             stack=StackSettings(),
             log=LogSettings(),
+            runner=RunnerSettings(),
+            fleet=FleetSettings(),
         )

@@ -20,6 +20,9 @@ from events.serde import Serde
 from events.topics import TopicNames
 from qi.config import Settings
 from qi.stack import LocalStack
+from streams.health import HealthFn, HealthServer
+from streams.processor import Processor
+from streams.runner import BatchRunner
 
 
 class ConfigError(Exception):
@@ -118,3 +121,26 @@ class Platform:
             start_at=start_at,
             client_id=f"{self.settings.kafka.client_id}-reader",
         )
+
+    def batch_runner(self, processor: Processor, serde: Serde) -> BatchRunner:
+        """A batch runner for ``processor`` in the consumer group ``<client_id>-<processor.name>``."""
+        k = self.settings.kafka
+        return BatchRunner(
+            bootstrap=self.endpoints().kafka,
+            group_id=f"{k.client_id}-{processor.name}",
+            client_id=f"{k.client_id}-{processor.name}",
+            processor=processor,
+            publisher=Publisher(
+                bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
+                client_id=f"{k.client_id}-{processor.name}-out",
+            ),
+            serde=serde,
+            topics=self.topics,
+            settings=self.settings.runner,
+        )
+
+    def health_server(self, health: HealthFn, registries: list, *, instance: str) -> HealthServer:
+        """/health, /ready, /live and /metrics for one worker process, announced in the run dir."""
+        r = self.settings.runner
+        return HealthServer(health, registries, host=r.health_host, port=r.health_port,
+                            announce=self.stack.run_dir / "health" / f"{instance}.json")

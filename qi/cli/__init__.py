@@ -8,6 +8,8 @@ from qi.cli.demo import demo
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
+from qi.cli.worker import worker
+from qi.cli.fleet import down, ps, supervise, up
 from qi.config import Settings
 from qi.logging import configure_logging
 from qi.platform import Platform
@@ -26,7 +28,7 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Platform(settings)
 
 
-for command in (stack, topics, publish, tail, schemas, demo):
+for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
 
 

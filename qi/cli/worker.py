@@ -1,0 +1,47 @@
+"""``qi worker ...``: long-running stream processors, one process each.
+
+Each subcommand builds its processor through the platform and runs it until
+SIGTERM or Ctrl-C, serving /health, /ready, /live and /metrics; several
+processes of one worker share the partitions of its consumer group.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from collections.abc import Awaitable, Callable
+
+import click
+import structlog
+
+from events.serde import Serde
+from qi.platform import Platform
+from streams.processor import Processor
+
+
+@click.group()
+def worker() -> None:
+    """Run a stream processor (validate, score, project, audit) until SIGTERM."""
+
+
+async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitable[Processor] | Processor]) -> None:
+    """Prepare topics and serde, build the processor, run it on a batch runner until signalled."""
+    await platform.ensure_topics()
+    serde = await platform.serde()
+    processor = build(serde)
+    if asyncio.iscoroutine(processor):
+        processor = await processor
+    runner = platform.batch_runner(processor, serde)  # type: ignore[arg-type]
+    instance = platform.settings.runner.instance or f"{runner.processor.name}-{os.getpid()}"
+    structlog.contextvars.bind_contextvars(worker=runner.processor.name, instance=instance)
+    health = platform.health_server(runner.health, [runner.metrics.registry], instance=instance)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await health.start()
+    try:
+        await runner.run(stop)
+    finally:
+        await health.close()

@@ -1,0 +1,65 @@
+"""What a batch-runner worker implements: a :class:`Processor`.
+
+The runner hands a processor whole fetches. A processor returns the records
+to publish and the records it judges poison; it never talks to Kafka itself.
+See :mod:`streams.runner` for the order of operations per batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+from aiokafka import TopicPartition
+
+from events.errors import PoisonKind
+from events.publisher import OutgoingRecord
+from events.reader import ConsumedRecord
+
+DecodeMode = Literal["logical", "plain"]
+
+
+@dataclass(frozen=True, slots=True)
+class Poison:
+    """An input the processor cannot use; it goes to the dead-letter topic with this reason."""
+
+    record: ConsumedRecord
+    kind: PoisonKind
+    message: str
+
+
+@dataclass(slots=True)
+class BatchResult:
+    outputs: list[OutgoingRecord] = field(default_factory=list)
+    poison: list[Poison] = field(default_factory=list)
+
+
+class Processor:
+    """Base class with no-op hooks. Subclasses set ``name``/``families`` and implement ``process``."""
+
+    #: Consumer group suffix and the ``worker`` of its dead letters.
+    name: ClassVar[str] = "processor"
+    #: Topic families read (``readings``, ``twins``...).
+    families: ClassVar[tuple[str, ...]] = ()
+    #: "logical": uuid/datetime objects; "plain": uuids as str, timestamps as int micros (faster).
+    decode: ClassVar[DecodeMode] = "logical"
+
+    async def start(self) -> None:
+        """Open connections. Called once before the consumer joins the group."""
+
+    async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        """Partitions just assigned; return positions to seek to ({}: the group's committed offsets)."""
+        return {}
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        """Partitions taken away, after their last batch was published, flushed and committed."""
+
+    async def process(self, records: list[ConsumedRecord]) -> BatchResult:
+        """One fetch of decodable records, in offset order per partition."""
+        raise NotImplementedError
+
+    async def flush(self) -> None:
+        """After the batch's outputs are acknowledged, before its input offsets are committed."""
+
+    async def close(self) -> None:
+        """Release what ``start`` opened."""
