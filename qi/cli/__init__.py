@@ -9,6 +9,7 @@ from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
 from qi.cli.worker import worker
+from qi.cli.validate import validate
 from qi.cli.fleet import down, ps, supervise, up
 from qi.config import Settings
 from qi.logging import configure_logging
@@ -30,6 +31,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+worker.add_command(validate)
 
 
 def main() -> None:
