@@ -149,6 +149,7 @@ class Settings(BaseModel):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    validation: "ValidationSettings" = Field(default_factory=lambda: ValidationSettings())
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -164,4 +165,25 @@ class Settings(BaseModel):
             runner=RunnerSettings(),
             audit=AuditSettings(),
             fleet=FleetSettings(),
+            validation=ValidationSettings(),
         )
+
+
+class ValidationSettings(BaseSettings):
+    """The certificate-validation worker on faust (``QI_VALIDATION_*``)."""
+
+    model_config = _cfg("QI_VALIDATION_")
+
+    recheck_interval_s: float = Field(1.0, gt=0, description="how often pending certificates and expiry are checked")
+    pending_timeout_s: float = Field(
+        3600.0, gt=0, description="a certificate waiting for its twin/issuer key longer than this is judged INVALID")
+    expiring_lead_s: float = Field(30 * 86400.0, ge=0, description="CertificateExpiring goes out this long before valid_until")
+    max_validity_days: int = Field(3650, ge=1, description="longest validity window accepted")
+    session_timeout_s: float = Field(10.0, gt=0, description="a dead worker's partitions move after this")
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0, description="how often consumed offsets are committed")
+    web_port: int = Field(0, ge=0, le=65535, description="faust's web port (0: any free port)")
+    data_dir: Path | None = Field(None, description="faust's data directory (default: <run dir>/faust/<app id>)")
+
+
+Settings.model_rebuild()

@@ -183,3 +183,27 @@ class Platform:
         r = self.settings.runner
         return HealthServer(health, registries, host=r.health_host, port=r.health_port,
                             announce=self.stack.run_dir / "health" / f"{instance}.json")
+
+    # -- certificate validation (faust) -------------------------------------------------------
+
+    def validation_topology(self):  # -> streams.validation.app.ValidationTopology
+        from streams.validation.app import topology
+
+        k = self.settings.kafka
+        return topology(self.topics, k.partitions_for, k.client_id, k.topic_prefix)
+
+    async def ensure_validation_topics(self) -> None:
+        """The validation worker's recheck and changelog topics, with the partitions its tables use."""
+        k = self.settings.kafka
+        await ensure_topics(self.endpoints().kafka, self.validation_topology().internal_topics(),
+                            replication_factor=k.replication_factor)
+
+    def validation_app(self, serde: Serde):  # -> faust.App
+        """The certificate-validation faust app for one worker process."""
+        from streams.validation.app import build_app
+
+        topo = self.validation_topology()
+        v = self.settings.validation
+        data_dir = v.data_dir or self.stack.run_dir / "faust" / topo.app_id
+        return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
+                         settings=v, data_dir=data_dir)

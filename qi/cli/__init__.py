@@ -11,6 +11,8 @@ from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
 from qi.cli.worker import worker
+from qi.cli.validate import validate
+from qi.cli.trust import certificates, issuers, keys
 from qi.cli.fleet import down, ps, supervise, up
 from qi.config import Settings
 from qi.logging import configure_logging
@@ -31,6 +33,9 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
+    cli.add_command(command)
+worker.add_command(validate)
+for command in (keys, issuers, certificates):
     cli.add_command(command)
 cli.add_command(audit)
 cli.add_command(replay)
