@@ -76,6 +76,7 @@ class AuditWriter:
         self._key = log_id.encode()
         self._cr = CompactRange()
         self._encoder: EntryEncoder | None = None
+        self._reloaded_after_error = False
 
     async def start(self) -> None:
         self._encoder = self._entry_encoder()
@@ -115,6 +116,12 @@ class AuditWriter:
     async def append(self, records: Iterable[Any], *, now: datetime | None = None) -> list[OutgoingRecord]:
         """Append records (``ConsumedRecord``-like) not yet in the tree; return what to publish."""
         now = now or datetime.now(UTC)
+        recovered: list[OutgoingRecord] = []
+        if self._reloaded_after_error:
+            # a failed commit may have reached Postgres anyway (the connection died after COMMIT):
+            # its leaves are in the tree now, so this batch skips them; publish their events here
+            recovered = await self.recover_outputs()
+            self._reloaded_after_error = False
         expected = self._cr.size
         cr = self._cr.copy()
         tiles = self._tiles.snapshot()
@@ -144,7 +151,7 @@ class AuditWriter:
         if entries and cr.size % self._head_n and time.monotonic() - self._last_head_mono >= self._head_s:
             heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
         if not entries:
-            return []
+            return recovered
         batch = BatchCommit(expected, cr.size, cr.to_bytes(), tiles.take_dirty(), entries,
                             {k: v for k, v in positions.items() if v != self._positions.get(k)}, heads)
         try:
@@ -156,9 +163,10 @@ class AuditWriter:
         if heads:
             self._last_head_size, self._last_head_mono = heads[-1].tree_size, time.monotonic()
             self._pending_heads.extend(h.tree_size for h in heads)
-        return [self._entry_record(e) for e in entries] + [self._head_record(h) for h in heads]
+        return recovered + [self._entry_record(e) for e in entries] + [self._head_record(h) for h in heads]
 
     async def _safe_reload(self) -> None:
+        self._reloaded_after_error = True
         try:
             await self._reload()
         except Exception as e:  # the store is down: the next append reloads or fails again

@@ -82,3 +82,30 @@ def test_a_second_writer_cannot_fork_the_tree(platform):
             await w.close()
 
     asyncio.run(go())
+
+
+def test_a_commit_that_landed_despite_an_error_still_gets_its_events_published(platform):
+    """The connection dies after Postgres committed: the retry appends nothing new, yet returns the
+    committed leaves' AuditEntryAppended events (they were never published)."""
+    async def go():
+        w = await _writer(platform, f"w.local/{platform.topics.prefix}c")
+        t = platform.topics.topic("twins")
+        real_commit = w._store.commit
+
+        async def commit_then_fail(batch):
+            await real_commit(batch)
+            raise AuditStoreError("connection lost after COMMIT", retriable=True)
+
+        w._store.commit = commit_then_fail
+        with pytest.raises(AuditStoreError):
+            await w.append(_recs(t, 0, 0, 20))
+        w._store.commit = real_commit
+        outs = await w.append(_recs(t, 0, 0, 20))  # the runner's retry of the same batch
+        assert w.tree_size == 20
+        serde = await platform.serde()
+        leaves = sorted(serde.decode(o.value).record["leaf_index"] for o in outs
+                        if serde.decode(o.value).event_type == "AuditEntryAppended")
+        assert leaves == list(range(20))
+        await w.close()
+
+    asyncio.run(go())
