@@ -13,7 +13,7 @@ from qi.config import AuditSettings
 from qi.platform import Platform
 
 
-async def prove_a_certificate(platform: Platform, events: list[Event], *, timeout_s: float = 60.0) -> bool:
+async def prove_a_certificate(platform: Platform, events: list[Event], *, timeout_s: float = 300.0) -> bool:
     """Run the audit worker in-process until a certificate is covered by a signed head; prove, verify."""
     from events.signing import HybridKeyPair, HybridPublicKey
     from streams.audit.prover import inclusion_document
@@ -36,6 +36,7 @@ async def prove_a_certificate(platform: Platform, events: list[Event], *, timeou
     store = p.audit_store()
     await store.start()
     doc = None
+    click.echo("\nappending every event of this deployment to the audit log (catching up if it has history)...")
     try:
         t0 = time.monotonic()
         while time.monotonic() - t0 < timeout_s and not task.done():
