@@ -17,6 +17,7 @@ of the rows, and after a crash the stored positions bring those events back. A f
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 
 import structlog
@@ -127,7 +128,7 @@ class ClickHouseProjector(Processor):
         batch, task = self._pending
         try:
             try:
-                self.rows_written += await task
+                self.rows_written += await asyncio.shield(task)  # a cancelled waiter leaves the write be
             except WarehouseError as first:
                 log.warning("warehouse.write_failed", error=str(first), retriable=first.retriable)
                 self.rows_written += await asyncio.to_thread(self.warehouse.write, batch)
@@ -143,6 +144,8 @@ class ClickHouseProjector(Processor):
     async def close(self) -> None:
         if self._ticker is not None:
             self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
         try:
             await self.drain()
         finally:

@@ -152,4 +152,12 @@ def run_query(dsn: str, database: str, sql: str, parameters: dict[str, Any] | No
     url = find_endpoint(run_dir, dsn)
     if url is not None:
         return run_via(url, database, sql, parameters)
-    return run_direct(dsn, database, sql, parameters)
+    try:
+        return run_direct(dsn, database, sql, parameters)
+    except WarehouseUnavailable as e:
+        if not is_embedded(dsn):
+            raise
+        raise WarehouseUnavailable(
+            f"{e}\nanother process holds this chDB directory and announces no SQL endpoint in "
+            f"{announce_path(run_dir, dsn).parent} (a projector still starting? try again; is "
+            f"QI_STACK_RUN_DIR the projector's?)") from e

@@ -51,6 +51,14 @@ def test_qi_sql_goes_through_the_running_projector(platform, stack_env, topic_pr
         assert refused.returncode == 2 and "readonly" in refused.stderr.lower()
         bad = qi_sql(env, "SELEC nonsense", check=False)
         assert bad.returncode == 2 and "error" in bad.stderr
+        # without the announcement, qi sql would have to open the engine itself: the owner blocks that
+        hidden = announce.with_name("hidden.json")
+        announce.rename(hidden)
+        try:
+            blocked = qi_sql(env, "SELECT 1", check=False)
+        finally:
+            hidden.rename(announce)
+        assert blocked.returncode == 2 and "holds this chDB directory" in blocked.stderr
     finally:
         assert stop(proc) == 0
     # with nobody holding the directory, qi sql opens the engine itself
