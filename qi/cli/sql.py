@@ -54,6 +54,28 @@ def sql(platform: Platform, query: str | None, fmt: str, database: str | None, p
     click.echo(result.render(fmt))  # type: ignore[arg-type]
 
 
+async def run_warehouse(platform: Platform, database: str | None = None) -> None:
+    """Run the ClickHouse projector until SIGTERM; on chDB also serve `qi sql` (for any CLI entry point,
+    e.g. ``qi worker project --sink clickhouse``)."""
+    from projections.clickhouse.projector import ClickHouseProjector, open_warehouse
+    from projections.clickhouse.query_server import QueryServer
+    from projections.clickhouse.warehouse import is_embedded
+
+    wh = platform.warehouse(database)
+    server = None
+    await open_warehouse(wh)  # own the engine before announcing the endpoint
+    if is_embedded(wh.dsn):
+        server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce())
+        await server.start()
+    try:
+        ch = platform.settings.clickhouse
+        await run_batch_worker(platform, lambda serde: ClickHouseProjector(
+            wh, batch_rows=ch.batch_rows, batch_max_delay_ms=ch.batch_max_delay_ms))
+    finally:
+        if server is not None:
+            await server.close()
+
+
 @worker.command("warehouse")
 @click.option("--database", default=None, help="the warehouse database (default QI_CLICKHOUSE_DATABASE)")
 @click.pass_obj
@@ -61,26 +83,7 @@ def warehouse_worker(platform: Platform, database: str | None) -> None:
     """Project every topic into the ClickHouse warehouse; serve `qi sql` when embedded."""
     import asyncio
 
-    from projections.clickhouse.projector import ClickHouseProjector, open_warehouse
-    from projections.clickhouse.query_server import QueryServer
-    from projections.clickhouse.warehouse import is_embedded
-
-    async def main() -> None:
-        wh = platform.warehouse(database)
-        server = None
-        await open_warehouse(wh)  # own the engine before announcing the endpoint
-        if is_embedded(wh.dsn):
-            server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce())
-            await server.start()
-        try:
-            ch = platform.settings.clickhouse
-            await run_batch_worker(platform, lambda serde: ClickHouseProjector(
-                wh, batch_rows=ch.batch_rows, batch_max_delay_ms=ch.batch_max_delay_ms))
-        finally:
-            if server is not None:
-                await server.close()
-
     try:
-        asyncio.run(main())
+        asyncio.run(run_warehouse(platform, database))
     except USER_ERRORS as e:
         fail(str(e))
