@@ -184,6 +184,27 @@ class Platform:
         return HealthServer(health, registries, host=r.health_host, port=r.health_port,
                             announce=self.stack.run_dir / "health" / f"{instance}.json")
 
+    def projection_sink(self, projection, kind: str, target: str | None = None):
+        """A sink (``projections``) of ``kind`` postgres|redis for ``projection``; not started.
+
+        ``target`` None: the live one (Postgres schema named like the projection; Redis follows
+        ``qi:<projection>:current``)."""
+        if kind == "postgres":
+            from projections.postgres import PostgresSink
+
+            dsn = self.endpoints().postgres
+            if dsn is None:
+                raise ConfigError("no Postgres configured: run `qi stack up` or set QI_POSTGRES_DSN")
+            return PostgresSink(projection, target or projection.name, dsn)
+        if kind == "redis":
+            from projections.redis_sink import RedisSink
+
+            url = self.endpoints().redis
+            if url is None:
+                raise ConfigError("no Redis configured: run `qi stack up` or set QI_REDIS_URL")
+            return RedisSink(projection, target or "", url)
+        raise ConfigError(f"unknown sink {kind!r}: postgres or redis")
+
     # -- certificate validation (faust) -------------------------------------------------------
 
     def validation_topology(self):  # -> streams.validation.app.ValidationTopology
