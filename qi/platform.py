@@ -203,6 +203,13 @@ class Platform:
             if url is None:
                 raise ConfigError("no Redis configured: run `qi stack up` or set QI_REDIS_URL")
             return RedisSink(projection, target or "", url)
+        if kind == "clickhouse":
+            from projections.clickhouse.sink import ClickHouseSink
+
+            dsn = self.endpoints().clickhouse
+            if dsn is None:
+                raise ConfigError("no ClickHouse configured: run `qi stack up` or set QI_CLICKHOUSE_DSN")
+            return ClickHouseSink(projection, target or projection.name, dsn)
         raise ConfigError(f"unknown sink {kind!r}: postgres or redis")
 
     # -- certificate validation (faust) -------------------------------------------------------

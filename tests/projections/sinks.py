@@ -6,7 +6,7 @@ from __future__ import annotations
 from projections.framework import Projection, Sink
 from qi.platform import Platform
 
-SINK_KINDS = ("postgres", "redis")
+SINK_KINDS = ("postgres", "redis", "clickhouse")
 
 
 def make_sink(platform: Platform, kind: str, projection: Projection, target: str) -> Sink:
