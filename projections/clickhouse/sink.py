@@ -43,6 +43,24 @@ def _select(col: str, kind: str) -> str:
     return f"toUnixTimestamp64Micro(`{col}`)" if kind == "timestamptz" else f"`{col}`"
 
 
+def swap_databases(client, new: str, live: str, tables: list[str], old: str, command, query) -> str | None:
+    """Move ``new``'s tables into ``live`` (``EXCHANGE TABLES``, atomic per table; readers of ``live``
+    see old or new tables, never none), then rename ``new`` (now holding the old tables) to ``old``.
+    If ``live`` does not exist, ``new`` is renamed to it. Returns ``old`` or None."""
+    if not query(client, f"SELECT 1 FROM system.databases WHERE name = '{live}'"):
+        command(client, f"RENAME DATABASE `{new}` TO `{live}`")
+        return None
+    have = {r[0] for r in query(client, f"SELECT name FROM system.tables WHERE database = '{live}'")}
+    for t in tables:
+        if t in have:
+            command(client, f"EXCHANGE TABLES `{live}`.`{t}` AND `{new}`.`{t}`")
+        else:
+            command(client, f"RENAME TABLE `{new}`.`{t}` TO `{live}`.`{t}`")
+    command(client, f"DROP DATABASE IF EXISTS `{old}`")
+    command(client, f"RENAME DATABASE `{new}` TO `{old}`")
+    return old
+
+
 def _from_ch(kind: str, v: Any) -> Any:
     if v is None:
         return None
@@ -110,6 +128,19 @@ class ClickHouseSink(Sink):
 
     async def drop(self) -> None:
         await self._run(lambda c: self._command(c, f"DROP DATABASE IF EXISTS `{self.target}`"))
+
+    async def promote(self, live: str) -> str | None:
+        """Make this target the live one: ``EXCHANGE TABLES`` per table (each swap atomic), then the
+        old tables' database is renamed; returns that name (drop it when done) or None."""
+        tables = [t.name for t in self.projection.tables] + ["_positions"]
+        old = f"{live}__old_{self.target.rsplit('_', 1)[-1]}"
+
+        def work(client) -> str | None:
+            result = swap_databases(client, self.target, live, tables, old, self._command, self._query)
+            return result
+        result = await self._run(work)
+        self.target = live
+        return result
 
     async def close(self) -> None:
         if self._client is not None:

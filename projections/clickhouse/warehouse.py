@@ -105,6 +105,20 @@ class ClickHouseWarehouse:
             log.info("warehouse.migrated", database=db, version=m.version, name=m.name)
         return applied
 
+    def promote(self, live: str) -> str | None:
+        """Blue/green: this (rebuilt) database's tables become ``live``'s, one atomic
+        ``EXCHANGE TABLES`` per table; returns the database now holding the old tables (drop it
+        once nobody reads it) or None when there was no live database."""
+        from projections.clickhouse.migrations import FACT_TABLES
+        from projections.clickhouse.sink import swap_databases
+
+        tables = [*FACT_TABLES, "projection_positions", "schema_migrations"]
+        old = f"{live}__old"
+        result = swap_databases(self.client, self.database, live, tables, old,
+                                lambda c, q: self._command(q), lambda c, q: self._query(q).result_rows)
+        self.database = live
+        return result
+
     def drop(self) -> None:
         """Drop the whole database (a rebuild's old target, a test's scratch)."""
         self._command(f"DROP DATABASE IF EXISTS {self.database}")
