@@ -82,7 +82,7 @@ async def rebuild(platform: Platform, projection: Projection, kind: str, *,
                   on_progress: Callable[[Progress], None] = lambda p: None, every_s: float = 0.5,
                   stamp: str | None = None) -> dict:
     stamp = stamp or f"rb{int(time.time() * 1000)}"
-    sink = platform.projection_sink(projection, kind, stamp)
+    sink = platform.projection_sink(projection, kind, generation=stamp)
     target = sink.target
     await platform.ensure_topics()
     serde = await platform.serde()

@@ -28,12 +28,14 @@ def project(platform: Platform, sink: str) -> None:
     if sink == "all":
         _run_all()
         return
-    if sink == "clickhouse":
+    if sink == "clickhouse":  # the warehouse (and, on embedded chDB, its `qi sql` endpoint)
+        from qi.cli.sql import run_warehouse
+
         try:
-            from projections.clickhouse.projector import ClickHouseProjector
-        except ImportError:
-            fail("the ClickHouse projector is not installed in this build")
-        build = lambda serde: ClickHouseProjector(platform.warehouse())  # noqa: E731
+            run(run_warehouse(platform))
+        except USER_ERRORS as e:
+            fail(str(e))
+        return
     else:
         from projections.framework import ProjectionProcessor
         from projections.registry import PROJECTIONS
@@ -48,9 +50,7 @@ def project(platform: Platform, sink: str) -> None:
 
 def _run_all() -> None:
     """One child process per sink (the embedded chDB engine wants its own process); SIGTERM is passed on."""
-    import importlib.util
-
-    sinks = [s for s in SINKS if s != "clickhouse" or importlib.util.find_spec("projections.clickhouse")]
+    sinks = SINKS
     procs = [subprocess.Popen([sys.executable, "-m", "qi", "worker", "project", "--sink", s], env=os.environ)
              for s in sinks]
 

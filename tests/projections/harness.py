@@ -2,8 +2,9 @@
 projector subprocess (``qi worker project --sink KIND``), SIGKILL it, wait for catch-up, and
 compare a sink's snapshot with the state computed by ``tests.projections.world.expected``.
 
-A new sink kind plugs in by adding its kind to ``tests.projections.sinks.SINK_KINDS`` and its
-projection to ``PROJECTION_OF``."""
+A sink kind whose ``qi worker project --sink KIND`` runs a framework projection plugs into the
+world, crash and rebuild tests by adding ``KIND: projection`` to ``PROJECTION_OF`` (the contract
+tests take every kind of ``tests.projections.sinks.SINK_KINDS``)."""
 
 from __future__ import annotations
 

@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from projections.framework import Change, MapPatch, Projection, Table
-from tests.projections.sinks import SINK_KINDS, make_sink
+from tests.projections.sinks import SINK_KINDS, make_sink, promote
 
 pytestmark = pytest.mark.stack
 
@@ -127,7 +127,7 @@ def test_promote_swaps_the_live_target_atomically(run, platform):
         try:
             await live.apply([up(("k", "1"), 1, s="old")], {("t", 0): 1})
             await sink.apply([up(("k", "1"), 2, s="rebuilt")], {("t", 0): 2})
-            old = await sink.promote()
+            old = await promote(platform, sink)
             assert old is not None
             # the live handle now reads and writes the promoted target
             assert (await live.snapshot())["rows"][("k", "1")]["s"] == "rebuilt"

@@ -15,7 +15,6 @@ from tests.projections.harness import (
     PROJECTION_OF, diff, kill_repeatedly, log_has, projector_env, sink_positions, sink_snapshot, start_projector,
     stop, wait_until,
 )
-from tests.projections.sinks import SINK_KINDS
 from tests.projections.world import expected, world
 
 pytestmark = pytest.mark.stack
@@ -23,7 +22,7 @@ pytestmark = pytest.mark.stack
 KILLS = 4
 
 
-@pytest.mark.parametrize("kind", SINK_KINDS)
+@pytest.mark.parametrize("kind", sorted(PROJECTION_OF))
 def test_sigkilled_projector_ends_equal_to_the_log(kind, platform, stack_env, topic_prefix, tmp_path):
     projection = PROJECTION_OF[kind]
     events = world(62_000, seed=11, twins=300, firehose=0.1)

@@ -11,7 +11,6 @@ import pytest
 from projections.framework import ProjectionProcessor
 from projections.rebuild import rebuild
 from tests.projections.harness import PROJECTION_OF, diff
-from tests.projections.sinks import SINK_KINDS
 from tests.projections.world import expected, world
 from tests.streams.helpers import running, wait_for
 
@@ -22,7 +21,7 @@ async def _total(sink) -> int:
     return sum((await sink.positions()).values())
 
 
-@pytest.mark.parametrize("kind", SINK_KINDS)
+@pytest.mark.parametrize("kind", sorted(PROJECTION_OF))
 def test_rebuild_swaps_in_an_equal_model_while_live_keeps_serving(kind, platform):
     projection = PROJECTION_OF[kind]
     events = world(9000, seed=23, twins=60, firehose=0.3)

@@ -10,13 +10,12 @@ import pytest
 
 from projections.framework import ProjectionProcessor
 from tests.projections.harness import PROJECTION_OF, consumed, diff, offline_serde
-from tests.projections.sinks import SINK_KINDS
 from tests.projections.world import expected, world
 
 pytestmark = pytest.mark.stack
 
 
-@pytest.mark.parametrize("kind", SINK_KINDS)
+@pytest.mark.parametrize("kind", sorted(PROJECTION_OF))
 def test_projection_with_redelivery_equals_the_independent_state(kind, platform, catalog):
     events = world(6000, seed=5, twins=40, firehose=0.4)
     projection = PROJECTION_OF[kind]

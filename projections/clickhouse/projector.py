@@ -1,0 +1,152 @@
+"""The batch-runner processor that feeds the warehouse from every topic family.
+
+Fetches are turned into rows and buffered until ``batch_rows`` events or
+``batch_max_delay_ms`` (ClickHouse inserts are several times cheaper per row in
+large blocks); then one columnar insert per table plus the positions runs in a
+worker thread.
+
+The warehouse, not the consumer group, is the checkpoint: on assignment the
+runner seeks to the positions stored with the rows (partitions never written
+start from the beginning). That lets the insert of batch *n* run while the
+runner fetches and decodes the next ones (at most one write in flight plus one
+buffer, so memory stays bounded): the group's committed offsets may run ahead
+of the rows, and after a crash the stored positions bring those events back. A failed write is retried before the next batch is taken
+(docs/decisions/0062-warehouse-pipelined-writes.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+
+import structlog
+from aiokafka import TopicPartition
+
+from events.reader import ConsumedRecord
+from events.topics import FAMILIES
+from projections.clickhouse.errors import WarehouseError, WarehouseUnavailable
+from projections.clickhouse.rows import WarehouseBatch, batch_of
+from projections.clickhouse.warehouse import ClickHouseWarehouse
+from streams.errors import SinkUnavailable
+from streams.processor import BatchResult, Processor
+
+log = structlog.get_logger(__name__)
+
+
+async def open_warehouse(warehouse: ClickHouseWarehouse, *, timeout_s: float = 60.0) -> None:
+    """Open and migrate, retrying with backoff while the engine is unavailable (a server starting,
+    or a chDB directory briefly held by a `qi sql` that opened it directly)."""
+    deadline = time.monotonic() + timeout_s
+    delay = 0.1
+    while True:
+        try:
+            await asyncio.to_thread(warehouse.start)
+            return
+        except WarehouseUnavailable as e:
+            if time.monotonic() + delay > deadline:
+                raise SinkUnavailable(str(e), dependency="clickhouse") from e
+            log.warning("warehouse.unavailable", error=str(e), backoff_s=round(delay, 2))
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
+
+
+class ClickHouseProjector(Processor):
+    name = "project-clickhouse"
+    families = tuple(FAMILIES)
+    decode = "plain"
+
+    def __init__(self, warehouse: ClickHouseWarehouse, *, batch_rows: int = 20_000,
+                 batch_max_delay_ms: int = 200) -> None:
+        self.warehouse = warehouse
+        self.batch_rows = batch_rows
+        self.max_delay_s = batch_max_delay_ms / 1000
+        self.rows_written = 0
+        self._pending: tuple[WarehouseBatch, asyncio.Task[int]] | None = None
+        self._buffer: WarehouseBatch | None = None
+        self._buffered_at = 0.0
+        self._lock = asyncio.Lock()
+        self._ticker: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await open_warehouse(self.warehouse)
+        self._ticker = asyncio.create_task(self._tick())
+
+    async def _tick(self) -> None:
+        """Write a buffer that waited ``batch_max_delay_ms`` even when no new fetch comes."""
+        while True:
+            await asyncio.sleep(max(self.max_delay_s / 2, 0.01))
+            if self._buffer is not None and time.monotonic() - self._buffered_at >= self.max_delay_s:
+                try:
+                    async with self._lock:
+                        await self._submit()
+                except SinkUnavailable:
+                    pass  # logged; process() or drain() raises it to the runner, which backs off
+
+    async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        await self.drain()
+        try:
+            stored = await asyncio.to_thread(self.warehouse.positions)
+        except WarehouseUnavailable as e:
+            raise SinkUnavailable(str(e), dependency="clickhouse") from e
+        return {tp: stored.get((tp.topic, tp.partition), 0) for tp in partitions}
+
+    async def process(self, records: list[ConsumedRecord]) -> BatchResult:
+        batch = batch_of(records)  # a record that cannot become rows fails here, in the runner's hands
+        async with self._lock:
+            now = time.monotonic()
+            buffered = self._buffer.events if self._buffer is not None else 0
+            due = (buffered + batch.events >= self.batch_rows
+                   or (self._buffer is not None and now - self._buffered_at >= self.max_delay_s))
+            if due:
+                await self._wait_pending()  # raises before the buffer changes: a retried fetch is not added twice
+            if self._buffer is None:
+                self._buffer, self._buffered_at = batch, now
+            else:
+                self._buffer.merge(batch)
+            if due:
+                await self._submit()
+        return BatchResult()
+
+    async def _submit(self) -> None:
+        """Wait for the write in flight, then start writing the buffer."""
+        await self._wait_pending()
+        if self._buffer is not None:
+            batch, self._buffer = self._buffer, None
+            self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
+
+    async def drain(self) -> None:
+        """Write the buffer and wait for it (RetriableError if the warehouse fails)."""
+        async with self._lock:
+            await self._submit()
+            await self._wait_pending()
+
+    async def _wait_pending(self) -> None:
+        """Wait for the write in flight; if it failed, write that batch again (RetriableError on failure)."""
+        if self._pending is None:
+            return
+        batch, task = self._pending
+        try:
+            try:
+                self.rows_written += await asyncio.shield(task)  # a cancelled waiter leaves the write be
+            except WarehouseError as first:
+                log.warning("warehouse.write_failed", error=str(first), retriable=first.retriable)
+                self.rows_written += await asyncio.to_thread(self.warehouse.write, batch)
+        except WarehouseError as e:
+            # Keep the batch: its offsets may already be committed, the stored positions are not.
+            self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
+            raise SinkUnavailable(f"warehouse write failed: {e}", dependency="clickhouse") from e
+        self._pending = None
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self.drain()
+
+    async def close(self) -> None:
+        if self._ticker is not None:
+            self._ticker.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._ticker
+        try:
+            await self.drain()
+        finally:
+            await asyncio.to_thread(self.warehouse.close)

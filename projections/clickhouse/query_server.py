@@ -1,0 +1,78 @@
+"""The loopback SQL endpoint of the process that owns an embedded chDB directory.
+
+chDB lets one process open a data directory, so while the projector runs,
+``qi sql`` cannot open the engine itself: it sends the query here
+(docs/decisions/0061-qi-sql-through-the-owner.md). The endpoint listens on
+127.0.0.1 only, runs every query with ``readonly=1`` on its own client (in a
+thread, so projecting goes on), and announces its URL and pid in
+``<run dir>/warehouse/sql-<hash of the DSN>.json``.
+
+``POST /sql`` with ``{"sql": "...", "parameters": {...}}`` answers ``{"columns", "types", "rows"}``
+or, when ClickHouse refuses the query, status 400 with ``{"error", "code"}``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import structlog
+from aiohttp import web
+
+from projections.clickhouse.errors import QueryError
+from projections.clickhouse.query import QueryResult, run_direct
+
+log = structlog.get_logger(__name__)
+
+
+class QueryServer:
+    def __init__(self, dsn: str, database: str, *, announce: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+        self._dsn, self._database = dsn, database
+        self._announce = announce
+        self._host, self._port = host, port
+        self._runner: web.AppRunner | None = None
+        self._lock = asyncio.Lock()
+        self.url: str | None = None
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/sql", self._sql)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, self._host, self._port)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://{self._host}:{port}"
+        self._announce.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._announce.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": self.url, "pid": os.getpid(), "database": self._database}))
+        tmp.replace(self._announce)
+        log.info("warehouse.sql_endpoint", url=self.url, announce=str(self._announce))
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        try:
+            if json.loads(self._announce.read_text()).get("pid") == os.getpid():
+                self._announce.unlink(missing_ok=True)
+        except (OSError, ValueError):
+            pass
+
+    async def _sql(self, request: web.Request) -> web.Response:
+        try:
+            body: dict[str, Any] = await request.json()
+            sql = str(body["sql"])
+            parameters = {str(k): v for k, v in dict(body.get("parameters") or {}).items()}
+        except (ValueError, KeyError, TypeError):
+            return web.json_response({"error": 'expected {"sql": "..."}', "code": None}, status=400)
+        database = str(body.get("database") or self._database)
+        async with self._lock:  # one query at a time on the engine besides the writer
+            try:
+                result: QueryResult = await asyncio.to_thread(run_direct, self._dsn, database, sql, parameters)
+            except QueryError as e:
+                return web.json_response({"error": str(e), "code": e.code}, status=400)
+        return web.Response(text=result.to_json(), content_type="application/json")

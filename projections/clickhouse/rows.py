@@ -1,0 +1,180 @@
+"""Events -> columnar rows of the warehouse tables (pure, no I/O).
+
+Records are expected decoded ``plain`` (uuids as str, timestamps as int
+microseconds, which ClickHouse takes as-is for ``DateTime64(6)``); datetimes
+from a ``logical`` decode are converted. Every event becomes one ``events``
+row; readings, scores, alerts and certificate events also get a row in their
+own table.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+import json
+
+from events.jsonfmt import _default
+
+EVENTS_COLUMNS = ("event_id", "event_type", "occurred_at", "recorded_at", "source", "correlation_id",
+                  "causation_id", "aggregate_id", "twin_id", "sensor_id", "certificate_id", "key", "topic",
+                  "partition", "offset", "schema_id", "payload")
+READINGS_COLUMNS = ("twin_id", "sensor_id", "occurred_at", "event_id", "quantity", "value", "unit",
+                    "recorded_at", "source")
+SCORES_COLUMNS = ("twin_id", "sensor_id", "occurred_at", "event_id", "reading_event_id", "value", "score",
+                  "is_anomaly", "model_name", "model_version", "recorded_at")
+ALERTS_COLUMNS = ("twin_id", "sensor_id", "occurred_at", "event_id", "state", "score", "threshold",
+                  "reading_event_id", "model_name", "model_version", "recorded_at")
+CERTIFICATE_COLUMNS = ("certificate_id", "occurred_at", "event_id", "event_type", "version", "twin_id",
+                       "issuer_id", "certificate_kind", "valid_from", "valid_until", "verdict", "reason",
+                       "superseded_by")
+
+TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "events": EVENTS_COLUMNS,
+    "readings": READINGS_COLUMNS,
+    "scores": SCORES_COLUMNS,
+    "alerts": ALERTS_COLUMNS,
+    "certificate_history": CERTIFICATE_COLUMNS,
+}
+
+#: One encoder for every payload (json.dumps would build one per call).
+_PAYLOAD = json.JSONEncoder(default=_default, ensure_ascii=False)
+
+CERTIFICATE_EVENTS = frozenset({"CertificateIssued", "CertificateValidated", "CertificateRevoked",
+                                "CertificateSuperseded", "CertificateExpiring"})
+
+
+def micros(value: Any) -> int:
+    """Event time as int microseconds since the epoch (plain decode) from an int or a datetime."""
+    if isinstance(value, int):
+        return value
+    if isinstance(value, datetime):
+        return int(value.timestamp()) * 1_000_000 + value.microsecond
+    raise TypeError(f"not a timestamp: {value!r}")
+
+
+class Columns:
+    """Rows of one table, handed to the driver column-oriented."""
+
+    __slots__ = ("names", "rows")
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.rows: list[tuple[Any, ...]] = []
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def append(self, row: tuple[Any, ...]) -> None:
+        self.rows.append(row)
+
+    @property
+    def data(self) -> list[tuple[Any, ...]]:
+        """One sequence per column (transposed in C by ``zip``)."""
+        if not self.rows:
+            return [() for _ in self.names]
+        return list(zip(*self.rows))
+
+
+class WarehouseBatch:
+    """The rows one fetch adds to every table, and the positions it reaches."""
+
+    def __init__(self) -> None:
+        self.tables: dict[str, Columns] = {t: Columns(c) for t, c in TABLE_COLUMNS.items()}
+        #: (topic, partition) -> next offset to read
+        self.positions: dict[tuple[str, int], int] = {}
+        self._first: dict[tuple[str, int], int] = {}
+
+    def add(self, topic: str, partition: int, offset: int, key: bytes | None, event_type: str,
+            schema_id: int, record: dict[str, Any]) -> None:
+        tp = (topic, partition)
+        self._first.setdefault(tp, offset)
+        if offset + 1 > self.positions.get(tp, -1):
+            self.positions[tp] = offset + 1
+        add_event(self.tables, topic, partition, offset, key, event_type, schema_id, record)
+
+    @property
+    def events(self) -> int:
+        return len(self.tables["events"])
+
+    def merge(self, other: WarehouseBatch) -> None:
+        """Append another batch's rows and positions (later fetches of the same partitions)."""
+        for name, cols in other.tables.items():
+            self.tables[name].rows.extend(cols.rows)
+        for tp, first in other._first.items():
+            self._first.setdefault(tp, first)
+        for tp, end in other.positions.items():
+            if end > self.positions.get(tp, -1):
+                self.positions[tp] = end
+
+    def dedup_token(self, table: str) -> str:
+        """Same records (same offset ranges) -> same token, so a repeated insert is dropped."""
+        ranges = ",".join(f"{t}/{p}:{self._first[(t, p)]}-{end}" for (t, p), end in sorted(self.positions.items()))
+        return f"{table}:" + hashlib.sha256(ranges.encode()).hexdigest()[:32]
+
+
+def _str(v: Any) -> str:
+    return "" if v is None else str(v)
+
+
+def add_event(tables: dict[str, Columns], topic: str, partition: int, offset: int, key: bytes | None,
+              event_type: str, schema_id: int, r: dict[str, Any]) -> None:
+    """Append one event's rows to ``tables``."""
+    event_id = str(r["event_id"])
+    occurred = micros(r["occurred_at"])
+    recorded = micros(r["recorded_at"])
+    twin_id = r.get("twin_id")
+    if twin_id is None and event_type == "CertificateIssued":
+        twin_id = r["administrative"]["item"]["twin_id"]
+    certificate_id = r.get("certificate_id")
+    aggregate_id = certificate_id or twin_id or r.get("issuer_id") or r.get("log_id") or ""
+    tables["events"].append((
+        event_id, event_type, occurred, recorded, r["source"], r.get("correlation_id"), r.get("causation_id"),
+        aggregate_id, _str(twin_id), _str(r.get("sensor_id")), _str(certificate_id),
+        key.decode("utf-8", "replace") if key else "", topic, partition, offset, schema_id, _PAYLOAD.encode(r),
+    ))
+    if event_type == "SensorReading":
+        tables["readings"].append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],
+                                   r["unit"], recorded, r["source"]))
+    elif event_type == "AnomalyScored":
+        tables["scores"].append((twin_id, r["sensor_id"], occurred, event_id, str(r["reading_event_id"]),
+                                 r["value"], r["score"], r["is_anomaly"], r["model_name"], r["model_version"],
+                                 recorded))
+    elif event_type == "AnomalyDetected":
+        tables["alerts"].append((twin_id, r["sensor_id"], occurred, event_id, r["state"], r["score"],
+                                 r["threshold"], str(r["reading_event_id"]), r["model_name"], r["model_version"],
+                                 recorded))
+    elif event_type in CERTIFICATE_EVENTS:
+        tables["certificate_history"].append(_certificate_row(event_type, event_id, occurred, _str(twin_id), r))
+
+
+def _certificate_row(event_type: str, event_id: str, occurred: int, twin_id: str,
+                     r: dict[str, Any]) -> tuple[Any, ...]:
+    version = r.get("aggregate_version", r.get("certificate_version", 0))
+    issuer_id = kind = verdict = reason = superseded_by = ""
+    valid_from = valid_until = None
+    if event_type == "CertificateIssued":
+        issuer_id = r["administrative"]["issuer_id"]
+        kind = r["certificate_kind"]
+        valid_from, valid_until = micros(r["validity"]["valid_from"]), micros(r["validity"]["valid_until"])
+    elif event_type == "CertificateValidated":
+        verdict = r["verdict"]
+    elif event_type == "CertificateRevoked":
+        reason = r["reason"]
+    elif event_type == "CertificateSuperseded":
+        reason, superseded_by = _str(r.get("reason")), r["superseded_by"]
+    elif event_type == "CertificateExpiring":
+        valid_until = micros(r["valid_until"])
+    return (r["certificate_id"], occurred, event_id, event_type, version, twin_id, issuer_id, kind,
+            valid_from, valid_until, verdict, reason, superseded_by)
+
+
+def batch_of(records: Iterable[Any]) -> WarehouseBatch:
+    """A batch from consumed records (``events.reader.ConsumedRecord`` with ``decoded`` set)."""
+    b = WarehouseBatch()
+    for rec in records:
+        d = rec.decoded
+        b.add(rec.topic, rec.partition, rec.offset, rec.key, d.event_type, d.schema_id, d.record)
+    return b
