@@ -49,6 +49,7 @@ from qi.config import (  # noqa: E402
 from qi.platform import Platform  # noqa: E402
 from qi.stack import LocalStack  # noqa: E402
 from streams.processor import BatchResult, Processor  # noqa: E402
+from projections.framework import ProjectionProcessor  # noqa: E402
 from tests.projections.clickhouse.world import mixed_events  # noqa: E402
 
 
@@ -107,9 +108,11 @@ class TimedClickHouse(ClickHouseProjector):
 
 
 def settings(urls: dict, prefix: str, client_id: str, chdb: str) -> Settings:
+    pg = PostgresSettings(dsn=urls["postgres"]) if urls.get("postgres") else PostgresSettings()
+    rd = RedisSettings(url=urls["redis"]) if urls.get("redis") else RedisSettings()
     return Settings(kafka=KafkaSettings(bootstrap=urls["kafka"], topic_prefix=prefix, client_id=client_id),
-                    schema_registry=SchemaRegistrySettings(), postgres=PostgresSettings(),
-                    clickhouse=ClickHouseSettings(dsn=chdb), redis=RedisSettings(), mqtt=MqttSettings(),
+                    schema_registry=SchemaRegistrySettings(), postgres=pg,
+                    clickhouse=ClickHouseSettings(dsn=chdb), redis=rd, mqtt=MqttSettings(),
                     stack=StackSettings(), log=LogSettings(level="warning"))
 
 
@@ -190,6 +193,65 @@ async def measure_lag(urls: dict, chdb: str, *, rate: int, seconds: int) -> tupl
     return lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
 
 
+class TimedProjection(ProjectionProcessor):
+    """A framework projection (Postgres registry, Redis lookups) that stops the clock when done."""
+
+    def __init__(self, projection, sink, clock: _Clock, name: str) -> None:
+        super().__init__(projection, sink, name=name)
+        self.clock = clock
+
+    async def process(self, records: list[ConsumedRecord]) -> BatchResult:
+        self.clock.before()
+        result = await super().process(records)
+        self.clock.after(len(records))
+        return result
+
+
+#: framework sinks measured here: sink kind -> the projection it serves
+FRAMEWORK_SINKS = {"postgres": "registry", "redis": "lookups"}
+
+
+async def measure_framework(urls: dict, chdb: str, kinds: list[str], *, events: int, rounds: int) -> dict:
+    """events/s of each framework sink and of the floor reading the same topic families, same run.
+
+    The events are ``tests.projections.world``: twins, issuer keys, certificates, validations,
+    30% readings+scores; each sink reads the families of its projection, and so does its floor."""
+    from projections.registry import PROJECTIONS
+    from tests.projections.world import world
+
+    prefix = f"bench-fw-{uuid.uuid4().hex[:8]}."
+    evs = world(events, seed=3, twins=500, firehose=0.3)
+    base = Platform(settings(urls, prefix, "bench-fw", chdb))
+    await base.ensure_topics()
+    serde = await base.serde()
+    async with base.publisher(serde) as pub:
+        await pub.publish_many(evs)
+    out = {}
+    for kind in kinds:
+        projection = PROJECTIONS[FRAMEWORK_SINKS[kind]]
+        n = sum(e.TOPIC_FAMILY in projection.families for e in evs)
+        best = {"floor": 0.0, "sink": 0.0}
+        for r in range(rounds):
+            p = Platform(settings(urls, prefix, f"bench-fw-{kind}-{r}-f", chdb))
+            clock = _Clock(n)
+            floor = FloorProcessor(clock)
+            floor.families = projection.families  # the same topics as the sink reads
+            best["floor"] = max(best["floor"], await run_one(p, floor, clock))
+            p = Platform(settings(urls, prefix, f"bench-fw-{kind}-{r}-s", chdb))
+            sink = p.projection_sink(projection, kind, generation=f"bench{r}")
+            clock = _Clock(n)
+            proc = TimedProjection(projection, sink, clock, name=f"bench-{kind}-{r}")
+            try:
+                best["sink"] = max(best["sink"], await run_one(p, proc, clock))
+            finally:
+                cleanup = p.projection_sink(projection, kind, generation=f"bench{r}")
+                await cleanup.drop()
+                await cleanup.close()
+        out[kind] = {"events_per_s": round(best["sink"]), "floor_per_s": round(best["floor"]),
+                     "ratio": round(best["sink"] / best["floor"], 3), "events": n}
+    return out
+
+
 def _now():
     from datetime import UTC, datetime
 
@@ -209,6 +271,18 @@ async def main(args) -> None:
     tmp = tempfile.TemporaryDirectory(prefix="qi-bench-ch-")
     chdb = f"chdb://{tmp.name}"
     try:
+        kinds = [k.strip() for k in args.sinks.split(",") if k.strip()]
+        framework = await measure_framework(urls, chdb, [k for k in kinds if k in FRAMEWORK_SINKS],
+                                            events=args.events, rounds=args.rounds)
+        rows = [{"sink": k, "events/s": v["events_per_s"], "floor/s": v["floor_per_s"], "ratio": v["ratio"],
+                 "lag p50 ms": "-", "lag p99 ms": "-"} for k, v in framework.items()]
+        if "clickhouse" not in kinds:
+            report("project", rows, params={"events": args.events, "rounds": args.rounds})
+            path = RESULTS / "project.json"
+            out = json.loads(path.read_text())
+            out.update({k: {f: v[f] for f in ("events_per_s", "floor_per_s", "ratio")} for k, v in framework.items()})
+            path.write_text(json.dumps(out, indent=2))
+            return
         prefix = f"bench-{uuid.uuid4().hex[:8]}."
         events = mixed_events(args.events, seed=3, twins=200)
         base = Platform(settings(urls, prefix, "bench", chdb))
@@ -229,12 +303,13 @@ async def main(args) -> None:
         p50, p99 = await measure_lag(urls, chdb, rate=args.lag_rate, seconds=args.lag_seconds)
         ch = {"events_per_s": round(best["clickhouse"]), "floor_per_s": round(best["floor"]),
               "ratio": round(best["clickhouse"] / best["floor"], 3)}
-        rows = [{"sink": "clickhouse", "events/s": ch["events_per_s"], "floor/s": ch["floor_per_s"],
-                 "ratio": ch["ratio"], "lag p50 ms": round(p50, 1), "lag p99 ms": round(p99, 1)}]
+        rows += [{"sink": "clickhouse", "events/s": ch["events_per_s"], "floor/s": ch["floor_per_s"],
+                  "ratio": ch["ratio"], "lag p50 ms": round(p50, 1), "lag p99 ms": round(p99, 1)}]
         report("project", rows, params={"events": n, "rounds": args.rounds, "lag_rate": args.lag_rate,
                                         "lag_seconds": args.lag_seconds})
         path = RESULTS / "project.json"
         out = json.loads(path.read_text())
+        out.update({k: {f: v[f] for f in ("events_per_s", "floor_per_s", "ratio")} for k, v in framework.items()})
         out.update({"clickhouse": ch, "lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1),
                     "lag_measured_on": "clickhouse", "machine": machine()})
         path.write_text(json.dumps(out, indent=2))
@@ -250,4 +325,5 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--lag-rate", type=int, default=5000, help="events/s published while measuring lag")
     ap.add_argument("--lag-seconds", type=int, default=10)
+    ap.add_argument("--sinks", default="postgres,redis,clickhouse", help="comma-separated sinks to measure")
     asyncio.run(main(ap.parse_args()))

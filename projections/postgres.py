@@ -83,6 +83,7 @@ class PostgresSink(Sink):
         self.dsn = dsn
         self.live = live or projection.name
         self._conn: psycopg.AsyncConnection | None = None
+        self._staged: set[str] = set()  # temp staging tables created on this connection
         self._lock = asyncio.Lock()  # one transaction at a time (the runner's rebalance callback may overlap a batch)
 
     # -- connection ----------------------------------------------------------------------------
@@ -97,21 +98,27 @@ class PostgresSink(Sink):
                 raise SinkUnavailable(f"postgres unreachable: {e}", dependency="postgres") from e
         return self._conn
 
-    async def _run(self, work) -> Any:
-        """Run ``work(conn)`` in one transaction; connection problems become SinkUnavailable."""
+    async def _run(self, work, *, search_path: bool = True) -> Any:
+        """Run ``work(conn)`` in one transaction; connection problems become SinkUnavailable.
+        ``search_path``: set it to the target (else ``work`` qualifies names: one round trip less)."""
         async with self._lock:
-            return await self._run_locked(work)
+            return await self._run_locked(work, search_path)
 
-    async def _run_locked(self, work) -> Any:
+    async def _run_locked(self, work, search_path: bool) -> Any:
         conn = await self._connection()
         try:
             async with conn.transaction():
-                await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.target)))
+                if search_path:
+                    await conn.execute(sql.SQL("SET LOCAL search_path TO {}").format(sql.Identifier(self.target)))
                 return await work(conn)
         except (psycopg.OperationalError, psycopg.InterfaceError) as e:
             await conn.close()
             self._conn = None
+            self._staged.clear()
             raise SinkUnavailable(f"postgres write failed: {e}", dependency="postgres") from e
+        except BaseException:
+            self._staged.clear()  # a staging table created in the rolled-back transaction is gone
+            raise
 
     async def setup(self) -> None:
         async def work(conn: psycopg.AsyncConnection) -> None:
@@ -145,17 +152,22 @@ class PostgresSink(Sink):
                     await self._upsert(conn, table, cs)
             if positions:
                 async with conn.cursor() as cur:
-                    await cur.executemany(
-                        "INSERT INTO projection_checkpoints (topic, partition, next_offset) VALUES (%s, %s, %s) "
+                    await cur.executemany(sql.SQL(
+                        "INSERT INTO {t} AS c (topic, partition, next_offset) VALUES (%s, %s, %s) "
                         "ON CONFLICT (topic, partition) DO UPDATE SET next_offset = GREATEST("
-                        "projection_checkpoints.next_offset, EXCLUDED.next_offset), updated_at = now()",
-                        [(t, p, o) for (t, p), o in positions.items()])
-        await self._run(work)
+                        "c.next_offset, EXCLUDED.next_offset), updated_at = now()"
+                    ).format(t=self._q("projection_checkpoints")), [(t, p, o) for (t, p), o in positions.items()])
+        await self._run(work, search_path=False)
+
+    def _q(self, table: str) -> sql.Identifier:
+        return sql.Identifier(self.target, table)
 
     async def _stage(self, conn: psycopg.AsyncConnection, table: Table, rows: list[tuple]) -> str:
         stg = f"stg_{table.name}"
-        await conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
-                           .format(sql.Identifier(stg), sql.Identifier(table.name)))
+        if stg not in self._staged:
+            await conn.execute(sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} (LIKE {}) ON COMMIT DELETE ROWS")
+                               .format(sql.Identifier(stg), self._q(table.name)))
+            self._staged.add(stg)
         cols = self._columns(table)
         async with conn.cursor() as cur:
             async with cur.copy(sql.SQL("COPY {} ({}) FROM STDIN").format(
@@ -174,7 +186,7 @@ class PostgresSink(Sink):
         stg = await self._stage(conn, table, rows)
         keys = sql.SQL(", ").join(map(sql.Identifier, table.key))
         await conn.execute(sql.SQL("INSERT INTO {t} SELECT DISTINCT ON ({k}) * FROM {s} ON CONFLICT ({k}) DO NOTHING")
-                           .format(t=sql.Identifier(table.name), s=sql.Identifier(stg), k=keys))
+                           .format(t=self._q(table.name), s=sql.Identifier("pg_temp", stg), k=keys))
 
     async def _upsert(self, conn: psycopg.AsyncConnection, table: Table, cs: list[Change]) -> None:
         per_key: dict[Key, list[Change]] = defaultdict(list)
@@ -196,9 +208,9 @@ class PostgresSink(Sink):
         sets = sql.SQL(", ").join(sql.SQL("{c} = EXCLUDED.{c}").format(c=sql.Identifier(c))
                                   for c in [*table.columns, "aggregate_version"])
         await conn.execute(sql.SQL(
-            "INSERT INTO {t} SELECT * FROM {s} ON CONFLICT ({k}) DO UPDATE SET {sets} "
-            "WHERE {t}.aggregate_version < EXCLUDED.aggregate_version"
-        ).format(t=sql.Identifier(table.name), s=sql.Identifier(stg), k=keys, sets=sets))
+            "INSERT INTO {t} AS cur SELECT * FROM {s} ON CONFLICT ({k}) DO UPDATE SET {sets} "
+            "WHERE cur.aggregate_version < EXCLUDED.aggregate_version"
+        ).format(t=self._q(table.name), s=sql.Identifier("pg_temp", stg), k=keys, sets=sets))
 
     async def _read(self, conn: psycopg.AsyncConnection, table: Table, keys: list[Key]
                     ) -> dict[Key, tuple[dict[str, Any], int]]:
@@ -208,7 +220,7 @@ class PostgresSink(Sink):
         keycols = sql.SQL(", ").join(map(sql.Identifier, table.key))
         arrays = sql.SQL(", ").join(sql.SQL("%s::text[]") for _ in range(n))
         q = sql.SQL("SELECT {cols} FROM {t} WHERE ({k}) IN (SELECT * FROM unnest({a})) FOR UPDATE").format(
-            cols=cols, t=sql.Identifier(table.name), k=keycols, a=arrays)
+            cols=cols, t=self._q(table.name), k=keycols, a=arrays)
         params = [[k[i] for k in keys] for i in range(n)]
         out: dict[Key, tuple[dict[str, Any], int]] = {}
         for rec in await (await conn.execute(q, params)).fetchall():
