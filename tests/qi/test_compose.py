@@ -14,6 +14,8 @@ INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis",
 WORKERS = {"qi-topics": ["qi", "topics", "create"]}
 WORKERS["qi-audit"] = ["qi", "worker", "audit"]
 WORKERS["qi-warehouse"] = ["qi", "worker", "warehouse"]
+WORKERS["qi-project-postgres"] = ["qi", "worker", "project", "--sink", "postgres"]
+WORKERS["qi-project-redis"] = ["qi", "worker", "project", "--sink", "redis"]
 
 
 @pytest.fixture(scope="module")
