@@ -43,13 +43,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
-import structlog
 from aiokafka import TopicPartition
 
 from events.reader import ConsumedRecord
 from streams.processor import BatchResult, Processor
-
-log = structlog.get_logger(__name__)
 
 ColumnType = Literal["text", "bigint", "double", "bool", "timestamptz", "jsonb"]
 Key = tuple[str, ...]

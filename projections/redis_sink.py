@@ -1,6 +1,6 @@
 """Redis sink: hashes under a key prefix, compare-and-set in Lua, pipelined per batch.
 
-Key layout (``<gen>`` is the target's generation, e.g. ``live`` or ``rb1732400000``)::
+Key layout (``<gen>`` is the target's generation, ``g0`` for the first live one, ``rb<ms>`` for a rebuild's)::
 
     (``<projection>`` is prefixed with the deployment's topic prefix, ``.`` -> ``_``)
     qi:<projection>:current                      -> the live generation (a string); readers follow it
@@ -22,18 +22,14 @@ change of the batch. The writes are idempotent, the positions only ever move for
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from typing import Any, ClassVar
 
 import redis.asyncio as aioredis
-import structlog
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from projections.framework import Change, Key, Positions, Projection, Sink, Table
 from streams.errors import SinkUnavailable
-
-log = structlog.get_logger(__name__)
 
 # ARGV[1]: key prefix "qi:<p>:<gen>:"; ARGV[2]: JSON changes [[table, key, version, op, {field: value},
 # {field: [set-map, remove-list]}], ...]; ARGV[3]: JSON positions {"topic|partition": offset} or "".

@@ -12,7 +12,7 @@ from projections.framework import ProjectionProcessor
 from projections.rebuild import rebuild
 from tests.projections.harness import PROJECTION_OF, diff
 from tests.projections.world import expected, world
-from tests.streams.helpers import running, wait_for
+from tests.streams.helpers import running
 
 pytestmark = pytest.mark.stack
 
