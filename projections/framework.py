@@ -133,6 +133,27 @@ def fold(row: dict[str, Any] | None, row_version: int | None, changes: Iterable[
     return (current, version) if touched else None
 
 
+def compact(changes: list[Change]) -> list[Change]:
+    """Drop upserts whose effect a later change of the same key always overwrites: a later upsert
+    with a greater version that sets every field the earlier one sets, and the earlier one has no
+    map patches. Exact under the upsert rule (if the earlier applies, the later applies after it);
+    readings and scores, which set whole rows, shrink to one change per sensor and batch."""
+    last: dict[tuple[str, Key], Change] = {}
+    keep = [True] * len(changes)
+    for i in range(len(changes) - 1, -1, -1):
+        c = changes[i]
+        if c.op != "upsert":
+            continue
+        k = (c.table, c.key)
+        later = last.get(k)
+        if (later is not None and not c.patch and later.version > c.version
+                and later.set.keys() >= c.set.keys()):
+            keep[i] = False
+            continue
+        last[k] = c
+    return [c for c, k in zip(changes, keep) if k]
+
+
 def next_positions(records: Iterable[ConsumedRecord]) -> Positions:
     out: Positions = {}
     for r in records:

@@ -28,7 +28,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from projections.framework import Change, Key, Positions, Projection, Sink, Table
+from projections.framework import Change, Key, Positions, Projection, Sink, Table, compact
 from streams.errors import SinkUnavailable
 
 # ARGV[1]: key prefix "qi:<p>:<gen>:"; ARGV[2]: JSON changes [[table, key, version, op, {field: value},
@@ -45,12 +45,14 @@ local applied = 0
 for _, c in ipairs(changes) do
   local key = prefix .. c[1] .. ':' .. c[2]
   local v = c[3]
-  local go
+  local go, new
   if c[4] == 'i' then
     go = redis.call('EXISTS', key) == 0
+    new = go
   else
     local cur = redis.call('HGET', key, '_v')
-    go = (not cur) or tonumber(cur) < tonumber(v)
+    new = not cur
+    go = new or tonumber(cur) < tonumber(v)
   end
   if go then
     local args = {'_v', v}
@@ -73,7 +75,7 @@ for _, c in ipairs(changes) do
       else args[#args + 1] = f; args[#args + 1] = cjson.encode(m) end
     end
     redis.call('HSET', key, unpack(args))
-    redis.call('SADD', prefix .. '_index:' .. c[1], c[2])
+    if new then redis.call('SADD', prefix .. '_index:' .. c[1], c[2]) end
     applied = applied + 1
   end
 end
@@ -172,7 +174,7 @@ class RedisSink(Sink):
 
     async def apply(self, changes: list[Change], positions: Positions) -> None:
         tables = {t.name: t for t in self.projection.tables}
-        encoded = [self._encode(c, tables[c.table]) for c in changes]
+        encoded = [self._encode(c, tables[c.table]) for c in compact(changes)]
         pos = json.dumps({f"{t}|{p}": o for (t, p), o in positions.items()}) if positions else ""
         chunks = [encoded[i:i + self.chunk] for i in range(0, len(encoded), self.chunk)] or [[]]
 
