@@ -203,6 +203,8 @@ class TimedProjection(ProjectionProcessor):
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
         self.clock.before()
         result = await super().process(records)
+        if self.clock.seen + len(records) >= self.clock.expected:
+            await self.drain()  # the clock stops once the last batch is in the store
         self.clock.after(len(records))
         return result
 

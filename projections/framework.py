@@ -39,14 +39,21 @@ contract tests and to the crash-test harness (``tests/projections/harness.py``).
 
 from __future__ import annotations
 
+import asyncio
+import random
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Literal
 
+import structlog
 from aiokafka import TopicPartition
 
 from events.reader import ConsumedRecord
+from streams.errors import SinkUnavailable
 from streams.processor import BatchResult, Processor
+
+log = structlog.get_logger(__name__)
 
 ColumnType = Literal["text", "bigint", "double", "bool", "timestamptz", "jsonb"]
 Key = tuple[str, ...]
@@ -199,29 +206,77 @@ class Sink:
 
 
 class ProjectionProcessor(Processor):
-    """Runs a projection into a sink on the batch runner."""
+    """Runs a projection into a sink on the batch runner.
+
+    ``pipelined`` (default): a batch's ``apply`` runs while the runner fetches and decodes the
+    next fetch; at most one apply is in flight (``process`` waits for it before starting the
+    next), so memory stays bounded. The sink's positions are the checkpoint, so the consumer
+    group's offsets running one batch ahead are harmless: after a crash the sink's positions
+    bring the unapplied batch back. An apply that fails with ``SinkUnavailable`` is retried in
+    place with backoff (logged) until it succeeds; ``revoked``/``close`` wait for it.
+    """
 
     decode = "plain"
 
-    def __init__(self, projection: Projection, sink: Sink, *, name: str | None = None) -> None:
+    def __init__(self, projection: Projection, sink: Sink, *, name: str | None = None, pipelined: bool = True,
+                 retry_initial_s: float = 0.2, retry_max_s: float = 5.0) -> None:
         self.projection = projection
         self.sink = sink
         self.name = name or f"project-{projection.name}-{sink.kind}"  # type: ignore[misc]
         self.families = projection.families  # type: ignore[misc]
+        self.pipelined = pipelined
+        self.retry_initial_s, self.retry_max_s = retry_initial_s, retry_max_s
         self.applied_events = 0
+        self._pending: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.sink.setup()
 
     async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        await self.drain()
         stored = await self.sink.positions()
         return {tp: stored.get((tp.topic, tp.partition), 0) for tp in partitions}
 
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
-        changes = self.projection.changes(records)
-        await self.sink.apply(changes, next_positions(records))
-        self.applied_events += len(records)
+        changes = self.projection.changes(records)  # a handler error surfaces here, to the runner
+        positions = next_positions(records)
+        if not self.pipelined:
+            await self.sink.apply(changes, positions)
+            self.applied_events += len(records)
+            return BatchResult()
+        await self.drain()
+        self._pending = asyncio.create_task(self._apply(changes, positions, len(records)))
         return BatchResult()
 
+    async def _apply(self, changes: list[Change], positions: Positions, n: int) -> None:
+        delay, failed_at = self.retry_initial_s, None
+        while True:
+            try:
+                await self.sink.apply(changes, positions)
+                break
+            except SinkUnavailable as e:
+                if failed_at is None:
+                    failed_at = time.monotonic()
+                log.warning("projection.retrying", projection=self.projection.name, sink=self.sink.kind,
+                            error=str(e), backoff_s=round(delay, 2))
+                await asyncio.sleep(delay * (0.5 + random.random() / 2))
+                delay = min(delay * 2, self.retry_max_s)
+        if failed_at is not None:
+            log.info("projection.recovered", projection=self.projection.name, sink=self.sink.kind,
+                     outage_s=round(time.monotonic() - failed_at, 1))
+        self.applied_events += n
+
+    async def drain(self) -> None:
+        """Wait for the apply in flight (it retries until the sink takes it)."""
+        if self._pending is not None:
+            task, self._pending = self._pending, None
+            await task
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self.drain()
+
     async def close(self) -> None:
-        await self.sink.close()
+        try:
+            await self.drain()
+        finally:
+            await self.sink.close()

@@ -69,6 +69,7 @@ class _Tracking(ProjectionProcessor):
 
     async def process(self, records):
         result = await super().process(records)
+        await self.drain()  # "seen" means applied
         for tp, o in next_positions(records).items():
             self.seen[tp] = max(self.seen.get(tp, 0), o)
         return result

@@ -17,7 +17,7 @@ import pytest
 from qi.stack import process
 from qi.stack.services import Postgres, Redis
 from tests.projections.harness import (
-    PROJECTION_OF, diff, log_has, projector_env, sink_positions, sink_snapshot, start_projector, stop, wait_until,
+    PROJECTION_OF, diff, projector_env, sink_positions, sink_snapshot, start_projector, stop, wait_until,
 )
 from tests.projections.world import expected, world
 
@@ -111,13 +111,12 @@ def test_store_outage_is_retried_with_flat_memory_and_nothing_lost(kind, platfor
         finally:
             assert stop(proc) == 0
         text = log.read_bytes()[mark:].decode(errors="replace")
-        assert '"runner.retrying"' in text and kind in text.split('"runner.retrying"', 1)[1][:400]
-        assert '"runner.recovered"' in text
-        retries = text.count('"runner.retrying"')
+        assert '"projection.retrying"' in text and kind in text.split('"projection.retrying"', 1)[1][:400]
+        assert '"projection.recovered"' in text
+        retries = text.count('"projection.retrying"')
         assert 3 <= retries <= 40, retries  # backoff: not a busy loop, not a single try
         growth = max(rss) - rss[0]
         assert growth < 40 * 2**20, f"projector memory grew {growth / 2**20:.1f} MiB during the outage"
-        assert log_has(log, "runner.recovered", mark)
         assert diff(snap, expected(events, {t.name for t in projection.tables})) == []
     finally:
         store.stop()

@@ -37,6 +37,7 @@ def test_projection_with_redelivery_equals_the_independent_state(kind, platform,
                 await proc.process(b)
                 if j and rnd.random() < 0.3:  # redeliver an earlier batch
                     await proc.process(batches[rnd.randrange(j)])
+            await proc.drain()
             return await sink.snapshot(), await sink.positions(), len(records)
         finally:
             await sink.drop()
