@@ -260,6 +260,13 @@ class Lookups:
         self.base = f"qi:{namespace}{projection.name}:"
         self._r: aioredis.Redis | None = None
 
+    @classmethod
+    def of(cls, sink: RedisSink) -> Lookups:
+        """Lookups on the projection a (live) Redis sink writes."""
+        lookups = cls(sink.url, sink.projection)
+        lookups.base = sink.base
+        return lookups
+
     async def start(self) -> None:
         self._r = aioredis.from_url(self.url, decode_responses=True)
 
