@@ -1,24 +1,28 @@
 """The certificate-validation worker as a faust-streaming app, built by :func:`build_app`.
 
-Three agents and a timer, over tables of JSON bytes under raw (bytes) keys
-(faust's default JSON key serializer breaks changelog recovery of bytes keys):
-
-* ``issuers`` topic -> GlobalTable ``issuers`` (replicated to every worker);
-* ``twins`` topic -> GlobalTable ``twins``;
 * ``certificates`` topic and the internal ``recheck`` topic (same partition
-  count) -> Table ``certs`` keyed by certificate id, plus the GlobalTable
-  ``index`` (certificate id -> issued_at, status) that supersession checks read
-  across partitions. Outputs: CertificateValidated, CertificateExpiring,
-  DeadLetter.
-* a timer that walks the local ``certs`` partitions every
-  ``recheck_interval_s`` and sends a recheck message to the certificate's own
-  partition when a pending certificate's missing fact arrived, its pending
-  bound passed, or its expiry alert is due. Table writes happen only in the
-  agent (faust refuses them outside a stream), so the timer only reads.
+  count) -> the agent that judges, with the lifecycle in the faust Table
+  ``certs`` keyed by certificate id (changelog-backed, recovered after a
+  crash), and the certificate index (id -> issued_at, status) that
+  supersession checks read across partitions, written to the GlobalTable
+  ``index`` (its changelog is the index topic). Outputs: CertificateValidated,
+  CertificateExpiring, DeadLetter.
+* issuer keys, twins and the index are read by every worker in full by a
+  :class:`~streams.validation.replica.FactReplica` (a GlobalTable written by an
+  agent is not replicated to the group's other workers: faust-streaming #283,
+  reproduced here). The group's agents on the issuers and twins topics only
+  dead-letter poison, once per record.
+* a timer walks the local ``certs`` partitions every ``recheck_interval_s`` and
+  sends a recheck message to the certificate's own partition when a pending
+  certificate's missing fact arrived, its pending bound passed, or its expiry
+  alert is due. Table writes happen only in the agent (faust refuses them
+  outside a stream), so the timer only reads.
 
-faust commits input offsets only after its producer flushed (outputs and
-changelog writes), so processing is at-least-once; outputs carry event ids
-derived from their input, and redelivered inputs re-emit the stored verdict.
+Tables hold JSON bytes under raw bytes keys with explicit changelog topics
+(faust derives the JSON serializer from the types otherwise, and its recovery
+of bytes keys fails). faust commits input offsets only after its producer
+flushed (outputs and changelog writes): at-least-once; outputs carry event ids
+derived from their input and redelivered inputs re-emit the stored verdict.
 """
 
 from __future__ import annotations
@@ -39,7 +43,8 @@ from events.topics import TopicNames
 from qi.config import ValidationSettings
 from streams.validation.checks import Policy
 from streams.validation.facts import CertState
-from streams.validation.judge import Judge, JudgeConfig, Tables
+from streams.validation.judge import Judge, JudgeConfig, Poisoned, Tables
+from streams.validation.replica import FactReplica, IndexView
 
 log = structlog.get_logger(__name__)
 RECHECK = b"recheck"
@@ -62,8 +67,6 @@ class ValidationTopology:
         """The tables' changelog topics, as faust names them, with the partitions they need."""
         return {
             f"{self.app_id}-certs-changelog": self.cert_partitions,
-            f"{self.app_id}-issuers-changelog": self.issuer_partitions,
-            f"{self.app_id}-twins-changelog": self.twin_partitions,
             f"{self.app_id}-index-changelog": self.cert_partitions,
         }
 
@@ -124,18 +127,20 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
 
     raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    def table(factory: Any, name: str, partitions: int, *, synchronize_all_active_partitions: bool = False) -> Any:
+    def table(factory: Any, name: str, partitions: int) -> Any:
         changelog = app.topic(f"{topo.app_id}-{name}-changelog", schema=raw, partitions=partitions,
                               compacting=True, deleting=False, acks=False, internal=True)
-        t = factory(name, default=None, partitions=partitions, schema=raw, changelog_topic=changelog,
-                    **({"synchronize_all_active_partitions": True} if synchronize_all_active_partitions else {}))
+        t = factory(name, default=None, partitions=partitions, schema=raw, changelog_topic=changelog)
         t.key_serializer = t.value_serializer = "raw"  # faust derives "json" from the types otherwise
         return t
 
+    index_table = table(app.GlobalTable, "index", topo.cert_partitions)
+    replica = FactReplica(bootstrap=bootstrap, issuers_topic=topo.issuers, twins_topic=topo.twins,
+                          index_topic=f"{topo.app_id}-index-changelog", client_id=topo.app_id)
     tables = Tables(
-        issuers=table(app.GlobalTable, "issuers", topo.issuer_partitions, synchronize_all_active_partitions=True),
-        twins=table(app.GlobalTable, "twins", topo.twin_partitions, synchronize_all_active_partitions=True),
-        index=table(app.GlobalTable, "index", topo.cert_partitions, synchronize_all_active_partitions=True),
+        issuers=replica.issuers,
+        twins=replica.twins,
+        index=IndexView(index_table, replica.index),
         certs=table(app.Table, "certs", topo.cert_partitions),
     )
     judge = Judge(serde, topics, tables, JudgeConfig(
@@ -143,6 +148,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         pending_timeout=timedelta(seconds=settings.pending_timeout_s),
         expiring_lead=timedelta(seconds=settings.expiring_lead_s),
     ))
+    replica.bind(judge)
     outputs: dict[str, faust.TopicT] = {}
     recheck_topic = raw_topic(topo.recheck, topo.cert_partitions)
 
@@ -151,23 +157,40 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             t = outputs.get(r.topic)
             if t is None:
                 t = outputs[r.topic] = raw_topic(r.topic)
-            await t.send(key=r.key, value=r.value)
+            t.send_soon(key=r.key, value=r.value)  # buffered; flushed before offsets commit
+
+    @app.task
+    async def follow_facts() -> None:
+        await replica.start()
+        try:
+            await replica.run()
+        finally:
+            await replica.close()
+
+    async def dead_letter_poison(stream: Any, family: str) -> None:
+        """The group's agents for the fact topics only dead-letter poison (once per record);
+        the facts themselves are folded by every worker's replica."""
+        async for event in stream.events():
+            rec = _consumed(event.message)
+            try:
+                await judge.decode(rec, family)
+            except Poisoned as p:
+                await send([judge.dead_letter(rec, p.kind, p.message)])
 
     @app.agent(raw_topic(topo.issuers, topo.issuer_partitions), name="issuers")
     async def on_issuers(stream: Any) -> None:
-        async for event in stream.events():
-            await send(await judge.on_issuer(_consumed(event.message)))
+        await dead_letter_poison(stream, "issuers")
 
     @app.agent(raw_topic(topo.twins, topo.twin_partitions), name="twins")
     async def on_twins(stream: Any) -> None:
-        async for event in stream.events():
-            await send(await judge.on_twin(_consumed(event.message)))
+        await dead_letter_poison(stream, "twins")
 
     certificate_channel = app.topic(topo.certificates, topo.recheck, key_type=bytes, value_type=bytes,
                                     key_serializer="raw", value_serializer="raw")
 
     @app.agent(certificate_channel, name="certificates")
     async def on_certificates(stream: Any) -> None:
+        await replica.ready.wait()  # never judge against a trust registry older than the log
         async for event in stream.events():
             msg = event.message
             try:
@@ -184,6 +207,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
 
     @app.timer(interval=settings.recheck_interval_s)
     async def recheck_due() -> None:
+        if not replica.ready.is_set():
+            return
         now = datetime.now(UTC)
         active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates}
         for key, raw in list(tables.certs.items()):
