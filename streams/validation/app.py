@@ -27,6 +27,7 @@ derived from their input and redelivered inputs re-emit the stored verdict.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -161,11 +162,17 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
 
     @app.task
     async def follow_facts() -> None:
-        await replica.start()
-        try:
-            await replica.run()
-        finally:
-            await replica.close()
+        while True:  # a broker hiccup must not stop the replica (nor crash the app)
+            try:
+                await replica.start()
+                await replica.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("validation.facts_failed")
+                await asyncio.sleep(1.0)
+            finally:
+                await replica.close()
 
     async def dead_letter_poison(stream: Any, family: str) -> None:
         """The group's agents for the fact topics only dead-letter poison (once per record);
