@@ -159,12 +159,17 @@ class Platform:
         await ensure_topics(self.endpoints().kafka, self.validation_topology().internal_topics(),
                             replication_factor=k.replication_factor)
 
-    def validation_app(self, serde: Serde):  # -> faust.App
-        """The certificate-validation faust app for one worker process."""
+    def validation_app(self, serde: Serde, *, instance: str | None = None):  # -> faust.App
+        """The certificate-validation faust app for one worker process; with ``instance``, it also
+        serves /health /ready /live /metrics (announced in the run dir for `qi ps`)."""
         from streams.validation.app import build_app
 
         topo = self.validation_topology()
         v = self.settings.validation
         data_dir = v.data_dir or self.stack.run_dir / "faust" / topo.app_id
+        health = None
+        if instance is not None:
+            def health(fn):
+                return self.health_server(fn, [], instance=instance)
         return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
-                         settings=v, data_dir=data_dir)
+                         settings=v, data_dir=data_dir, health_server=health)

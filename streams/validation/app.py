@@ -98,8 +98,12 @@ def _consumed(msg: Any) -> ConsumedRecord:
 
 
 def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: ValidationTopology,
-              settings: ValidationSettings, data_dir: Path) -> faust.App:
-    """A fresh faust app for one worker process (no module-level app)."""
+              settings: ValidationSettings, data_dir: Path, health_server: Any = None) -> faust.App:
+    """A fresh faust app for one worker process (no module-level app).
+
+    ``health_server(health_fn)`` (optional) returns a started-later
+    :class:`~streams.health.HealthServer`; it is served on the app's loop.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         topo.app_id,
@@ -225,4 +229,17 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             if state.partition in active and judge.due(state, now):
                 await recheck_topic.send(key=key, value=RECHECK, partition=state.partition)
 
+    if health_server is not None:
+        def health() -> dict[str, object]:
+            assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates)
+            ready = replica.ready.is_set()
+            return {"ready": ready, "reason": None if ready else "catching up with issuers and twins",
+                    "certificate_partitions": assigned, "issuers": len(replica.issuers),
+                    "twins": len(replica.twins)}
+
+        server = health_server(health)
+
+        @app.task
+        async def serve_health() -> None:
+            await server.start()
     return app
