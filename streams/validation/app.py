@@ -46,6 +46,7 @@ from streams.validation.checks import Policy
 from streams.validation.facts import CertState
 from streams.validation.judge import Judge, JudgeConfig, Poisoned, Tables
 from streams.validation.replica import FactReplica, IndexView
+from streams.validation.schedule import Schedule
 
 log = structlog.get_logger(__name__)
 RECHECK = b"recheck"
@@ -154,6 +155,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         expiring_lead=timedelta(seconds=settings.expiring_lead_s),
     ))
     replica.bind(judge)
+    schedule = Schedule(timedelta(seconds=settings.expiring_lead_s))
     outputs: dict[str, faust.TopicT] = {}
     recheck_topic = raw_topic(topo.recheck, topo.cert_partitions)
 
@@ -209,6 +211,9 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                     out = await judge.recheck(msg.key.decode())
                 else:
                     out = await judge.on_certificate(_consumed(msg))
+                if msg.key is not None:
+                    raw = tables.certs.get(msg.key)
+                    schedule.note(msg.key, CertState.from_bytes(raw) if raw is not None else None)
             except Exception as e:  # noqa: BLE001 - poison never kills the worker
                 log.exception("validation.processing_error", topic=msg.topic, offset=msg.offset)
                 if msg.topic == topo.recheck:
@@ -221,13 +226,20 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         if not replica.ready.is_set():
             return
         now = datetime.now(UTC)
-        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates}
-        for key, raw in list(tables.certs.items()):
-            if raw is None:
-                continue
-            state = CertState.from_bytes(raw)
-            if state.partition in active and judge.due(state, now):
-                await recheck_topic.send(key=key, value=RECHECK, partition=state.partition)
+        active = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates)
+        try:
+            if active != schedule.assignment:
+                schedule.rebuild(active, list(tables.certs.items()))
+            keys = set(schedule.pending) | set(schedule.due_expiries(now.timestamp()))
+            for key in keys:
+                raw = tables.certs.get(key)
+                state = CertState.from_bytes(raw) if raw is not None else None
+                if state is None or state.partition not in active:
+                    schedule.pending.discard(key)
+                elif judge.due(state, now):
+                    await recheck_topic.send(key=key, value=RECHECK, partition=state.partition)
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the app
+            log.exception("validation.recheck_failed")
 
     if health_server is not None:
         def health() -> dict[str, object]:
