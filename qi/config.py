@@ -110,6 +110,24 @@ class FleetSettings(BaseSettings):
     stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
 
 
+class AuditSettings(BaseSettings):
+    """The transparency log (``QI_AUDIT_*``); see docs/audit.md."""
+
+    model_config = _cfg("QI_AUDIT_")
+
+    log_id: str = Field("qi-stream.local/audit", description="the log's origin line in checkpoints")
+    families: list[str] = Field(
+        default_factory=lambda: ["twins", "issuers", "certificates", "readings", "validations", "alerts",
+                                 "deadletter"],
+        description="topic families whose records become leaves (JSON list; add 'scores' to log scores)",
+    )
+    head_every_entries: int = Field(10_000, ge=1, description="sign a tree head after this many new leaves")
+    head_every_s: float = Field(10.0, gt=0, description="... or after this many seconds with new leaves")
+    key_dir: Path | None = Field(None, description="where the log's key pair lives; unset: <run_dir>/keys")
+    key_name: str = Field("audit-log", description="file name stem of the key pair (`qi keys generate --log`)")
+    pg_schema: str = Field("audit", description="Postgres schema of the log's tables")
+
+
 class LogSettings(BaseSettings):
     model_config = _cfg("QI_LOG_")
 
@@ -129,6 +147,7 @@ class Settings(BaseModel):
     stack: StackSettings
     log: LogSettings
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
     validation: "ValidationSettings" = Field(default_factory=lambda: ValidationSettings())
 
@@ -144,6 +163,7 @@ class Settings(BaseModel):
             stack=StackSettings(),
             log=LogSettings(),
             runner=RunnerSettings(),
+            audit=AuditSettings(),
             fleet=FleetSettings(),
             validation=ValidationSettings(),
         )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.audit import audit
 from qi.cli.demo import demo
+from qi.cli.replay import replay
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
@@ -35,6 +37,8 @@ for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, dow
 worker.add_command(validate)
 for command in (keys, issuers, certificates):
     cli.add_command(command)
+cli.add_command(audit)
+cli.add_command(replay)
 
 
 def main() -> None:
