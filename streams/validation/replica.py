@@ -18,7 +18,7 @@ from collections.abc import MutableMapping
 import structlog
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from events.reader import ConsumedRecord
+from events.reader import ConsumedRecord, log_end_offsets
 from streams.validation.judge import Judge
 
 log = structlog.get_logger(__name__)
@@ -79,8 +79,8 @@ class FactReplica:
                 parts = self._consumer.partitions_for_topic(topic) or set()
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
+        ends = await log_end_offsets(self._consumer, tps)  # Tansu's ListOffsets is low (decision 0004)
         await self._consumer.seek_to_beginning(*tps)
-        ends = await self._consumer.end_offsets(tps)
         while await self._behind(ends):
             await self._fetch()
         self.ready.set()
