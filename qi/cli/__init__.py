@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.anomaly import anomaly
 from qi.cli.demo import demo
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
@@ -30,6 +31,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+cli.add_command(anomaly)
 
 
 def main() -> None:
