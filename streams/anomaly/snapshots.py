@@ -55,12 +55,11 @@ class SnapshotStore:
         return out
 
     async def save(self, items: dict[TopicPartition, tuple[int, Scorer]]) -> None:
+        """One SET per partition, in turn: only one partition's pickled copy is in memory at a time."""
         assert self._redis is not None
-        if not items:
-            return
-        blobs = {self._key(tp): pickle.dumps((_FORMAT, MODEL_VERSION, off, sc), protocol=pickle.HIGHEST_PROTOCOL)
-                 for tp, (off, sc) in items.items()}
-        try:
-            await self._redis.mset(blobs)
-        except (RedisError, OSError) as e:
-            raise RetriableError(f"cannot save scorer snapshots: {e}", dependency="redis") from e
+        for tp, (off, sc) in items.items():
+            blob = pickle.dumps((_FORMAT, MODEL_VERSION, off, sc), protocol=pickle.HIGHEST_PROTOCOL)
+            try:
+                await self._redis.set(self._key(tp), blob)
+            except (RedisError, OSError) as e:
+                raise RetriableError(f"cannot save scorer snapshots: {e}", dependency="redis") from e
