@@ -36,9 +36,10 @@ class ScorerConfig:
     clear_after: int = 12
     #: short window (ring buffer) of raw values and z scores per sensor, for the model's features
     window: int = 8
-    #: the shared IsolationForest: trained on the last `train_rows` feature rows, refit every `refit_every`
+    #: the shared IsolationForest: trained on the last `train_rows` feature rows; refit when the rows
+    #: seen have doubled since the last fit, at most `refit_every` rows apart
     train_rows: int = 4096
-    refit_every: int = 4096
+    refit_every: int = 16384
     min_train_rows: int = 512
     trees: int = 50
     max_samples: int = 256

@@ -2,7 +2,9 @@
 
 Features are already divided by each sensor's own baseline scale, so one model serves all
 sensors (memory does not grow with the number of sensors). It is refit on a sliding window
-of the last ``train_rows`` feature rows every ``refit_every`` rows. Refits happen at fixed
+of the last ``train_rows`` feature rows: first after ``min_train_rows`` rows, then each time
+the number of rows seen has doubled (early models improve fast), then every ``refit_every`` rows
+(refits cost ~45 ms: at steady state that is ~3 us per row). Refits happen at fixed
 row counts, not at batch boundaries, so the scores do not depend on how input was batched.
 """
 
@@ -55,9 +57,10 @@ class SharedForest:
         return np.where(raw > self._u, -np.log10(_TAIL) + excess / (self._beta * np.log(10.0)), 0.0)
 
     def _rows_to_next_fit(self) -> int:
+        """Fits at min_train_rows, then each time the rows seen double, then every refit_every rows."""
         if self._model is None:
-            return max(self._c.min_train_rows - self._filled, 0) or 0
-        return self._c.refit_every - self._since_fit
+            return max(self._c.min_train_rows - self._filled, 0)
+        return min(self._filled, self._c.refit_every) - self._since_fit
 
     def _append(self, seg: np.ndarray) -> None:
         cap = self._c.train_rows
