@@ -97,8 +97,23 @@ class ScoreProcessor(Processor):
         now = int(datetime.now(UTC).timestamp() * 1_000_000)
         for tp, recs in by_tp.items():
             scorer = self._scorers.get(tp)
-            if scorer is None:  # not assigned through `assigned` (cannot happen with the runner)
-                scorer = self._scorers[tp] = Scorer(self._config)
+            if scorer is None:
+                # Fetched while the partition was being (re)assigned (`assigned` awaits Redis while
+                # the fetcher already reads from the committed offset), or after it was taken away.
+                # Not applied: the runner seeks this partition to its snapshot's offset.
+                log.warning("score.skipped_unassigned", partition=f"{tp.topic}/{tp.partition}", records=len(recs))
+                continue
+            # A fetch that raced a rebalance can hand over records this state has already applied
+            # (the runner then seeks back to the snapshot's offset and they come again): apply
+            # each offset once, so the state never advances twice over the same reading.
+            done = self._next[tp]
+            if recs[0].offset < done:
+                recs = [r for r in recs if r.offset >= done]
+                if not recs:
+                    continue
+            elif recs[0].offset > done:  # offsets may have gaps; a warning, since it should be rare
+                log.warning("score.offset_gap", partition=f"{tp.topic}/{tp.partition}", expected=done,
+                            got=recs[0].offset)
             good = []
             for r in recs:
                 d = r.decoded
