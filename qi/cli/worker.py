@@ -52,3 +52,16 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
 def score(platform: Platform) -> None:
     """Score every reading (AnomalyScored) and raise/clear alerts (AnomalyDetected)."""
     asyncio.run(run_batch_worker(platform, platform.score_processor))
+
+
+@worker.command("audit")
+@click.pass_obj
+def audit_worker(platform: Platform) -> None:
+    """Append every record of the audited families to the transparency log; sign tree heads."""
+    from qi.cli._common import USER_ERRORS, fail
+    from streams.audit.errors import AuditError
+
+    try:
+        asyncio.run(run_batch_worker(platform, platform.audit_processor))
+    except (*USER_ERRORS, AuditError) as e:
+        fail(str(e))

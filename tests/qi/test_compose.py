@@ -13,6 +13,7 @@ INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis",
 #: QI Stream's own services so far (add each new worker here and in the compose file).
 WORKERS = {"qi-topics": ["qi", "topics", "create"]}
 WORKERS["qi-score"] = ["qi", "worker", "score"]
+WORKERS["qi-audit"] = ["qi", "worker", "audit"]
 
 
 @pytest.fixture(scope="module")
