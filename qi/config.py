@@ -130,6 +130,7 @@ class Settings(BaseModel):
     log: LogSettings
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    bridge: "BridgeSettings" = Field(default_factory=lambda: BridgeSettings())
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -144,4 +145,28 @@ class Settings(BaseModel):
             log=LogSettings(),
             runner=RunnerSettings(),
             fleet=FleetSettings(),
+            bridge=BridgeSettings(),
         )
+
+
+class BridgeSettings(BaseSettings):
+    """The MQTT bridge's runtime (``QI_BRIDGE_*``); the mapping lives in its own file."""
+
+    model_config = _cfg("QI_BRIDGE_")
+
+    max_in_flight: int = Field(2000, ge=1, description="MQTT messages received but not yet acknowledged; "
+                               "at the limit the bridge stops reading from the broker")
+    max_batch: int = Field(1000, ge=1, description="most messages per Kafka production")
+    linger_ms: float = Field(2.0, ge=0, description="how long a batch waits for more messages")
+    max_pending_batches: int = Field(2, ge=1, description="Kafka productions awaiting acknowledgement at once")
+    retry_initial_s: float = Field(0.2, gt=0)
+    retry_max_s: float = Field(5.0, gt=0)
+    report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+    keepalive_s: int = Field(30, ge=5)
+    username: str | None = Field(None, description="MQTT user (else from QI_MQTT_URL)")
+    password: SecretStr | None = Field(None, description="MQTT password (else from QI_MQTT_URL)")
+    tls: bool = Field(False, description="TLS to the broker (also on with an mqtts:// URL)")
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_insecure: bool = Field(False, description="skip hostname verification (tests only)")

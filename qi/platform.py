@@ -144,3 +144,20 @@ class Platform:
         r = self.settings.runner
         return HealthServer(health, registries, host=r.health_host, port=r.health_port,
                             announce=self.stack.run_dir / "health" / f"{instance}.json")
+
+    def mqtt_bridge(self, mapping, serde: Serde):  # noqa: ANN001, ANN201 (connectors.mqtt imports lazily)
+        """The MQTT to Kafka bridge for a loaded mapping file (connectors/mqtt, docs/bridge.md)."""
+        from connectors.mqtt.bridge import MqttBridge
+        from connectors.mqtt.convert import Converter
+
+        url = self.endpoints().mqtt
+        if url is None:
+            raise ConfigError("no MQTT broker configured: run `qi stack up` or set QI_MQTT_URL=mqtt://host:port")
+        return MqttBridge(
+            url=url,
+            client_id=mapping.bridge.client_id,
+            converter=Converter(mapping, serde, self.topics),
+            publisher=Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
+                                client_id=f"{self.settings.kafka.client_id}-bridge", linger_ms=0),
+            settings=self.settings.bridge,
+        )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.bridge import bridge, gateway
 from qi.cli.demo import demo
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
@@ -29,6 +30,8 @@ def cli(ctx: click.Context) -> None:
 
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
+    cli.add_command(command)
+for command in (bridge, gateway):
     cli.add_command(command)
 
 
