@@ -118,6 +118,7 @@ class MqttBridge:
         c.reconnect_delay_set(min_delay=1, max_delay=10)
         c.on_connect = self._on_connect
         c.on_disconnect = self._on_disconnect
+        c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         return c
 
@@ -152,10 +153,16 @@ class MqttBridge:
             log.error("bridge.mqtt_refused", reason=str(reason_code))
             return
         self._generation += 1
-        self.metrics.connected = True
         client.subscribe([(f, 1) for f in self._converter.subscriptions])
         log.info("bridge.mqtt_connected", session_present=bool(flags.session_present),
                  generation=self._generation)
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties=None) -> None:  # noqa: ANN001
+        refused = [str(rc) for rc in reason_codes if rc.is_failure]
+        if refused:
+            log.error("bridge.subscription_refused", reasons=refused)
+            return
+        self.metrics.connected = True
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None) -> None:  # noqa: ANN001
         self.metrics.connected = False
