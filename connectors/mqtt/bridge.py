@@ -73,6 +73,9 @@ class MqttBridge:
         self._client: mqtt.Client | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: asyncio.Queue[Inbound] | None = None
+        self._handover: list[Inbound] = []  # paho's thread -> the loop, under the lock
+        self._handover_lock = threading.Lock()
+        self._wake_pending = False
 
     # ---- lifecycle -----------------------------------------------------------------------
 
@@ -94,11 +97,15 @@ class MqttBridge:
         while True:
             try:
                 await self._publisher.start()
-                return
+                break
             except PublishError as e:
                 log.warning("bridge.kafka_unavailable", error=str(e), retry_in_s=delay)
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, self._settings.retry_max_s)
+        try:  # metadata now, not on the first message (best effort: publishing fetches it anyway)
+            await self._publisher.prepare_topics(self._converter.kafka_topics)
+        except PublishError as e:
+            log.warning("bridge.kafka_metadata_unavailable", error=str(e))
 
     def _make_client(self) -> mqtt.Client:
         s = self._settings
@@ -175,13 +182,22 @@ class MqttBridge:
             if self._closing:
                 return  # not acknowledged: the broker redelivers it
         item = Inbound(msg.topic, msg.payload, msg.mid, msg.qos, self._generation, time.monotonic())
-        assert self._loop is not None
-        self._loop.call_soon_threadsafe(self._accept, item)
+        with self._handover_lock:
+            self._handover.append(item)
+            wake = not self._wake_pending
+            self._wake_pending = True
+        if wake:  # one loop wake-up per burst, not per message
+            assert self._loop is not None
+            self._loop.call_soon_threadsafe(self._accept)
 
-    def _accept(self, item: Inbound) -> None:
-        self.metrics.count_received()
+    def _accept(self) -> None:
+        with self._handover_lock:
+            items, self._handover = self._handover, []
+            self._wake_pending = False
+        self.metrics.count_received(len(items))
         assert self._queue is not None
-        self._queue.put_nowait(item)
+        for item in items:
+            self._queue.put_nowait(item)
 
     # ---- the event loop ----------------------------------------------------------------
 
@@ -216,12 +232,16 @@ class MqttBridge:
                 batch.append(q.get_nowait())
         return batch
 
-    def _convert(self, batch: list[Inbound]) -> tuple[list[OutgoingRecord], int]:
+    def _convert(self, batch: list[Inbound]) -> tuple[list[OutgoingRecord], int, list[float]]:
         records: list[OutgoingRecord] = []
         dead = 0
+        source_times: list[float] = []
         for item in batch:
             try:
-                records.extend(self._converter.convert(item.topic, item.payload))
+                out, source_time = self._converter.convert_timed(item.topic, item.payload)
+                records.extend(out)
+                if source_time is not None:
+                    source_times.append(source_time)
             except ConversionError as e:
                 records.append(self._converter.dead_letter(item.topic, item.payload, e))
                 dead += 1
@@ -229,10 +249,10 @@ class MqttBridge:
                 err = ConversionError(Reason.WRONG_TYPE, f"does not fit the event's schema: {e}")
                 records.append(self._converter.dead_letter(item.topic, item.payload, err))
                 dead += 1
-        return records, dead
+        return records, dead, source_times
 
     async def _deliver(self, batch: list[Inbound], stop: asyncio.Event) -> None:
-        records, dead = self._convert(batch)
+        records, dead, source_times = self._convert(batch)
         delay = self._settings.retry_initial_s
         while True:
             try:
@@ -251,7 +271,9 @@ class MqttBridge:
         if self._retrying:
             self._retrying = False
             log.info("bridge.kafka_recovered")
-        now = time.monotonic()
+        now, wall = time.monotonic(), time.time()
+        for t in source_times:
+            self.metrics.observe_source_to_ack(wall - t)
         acked = 0
         client, generation = self._client, self._generation
         for item in batch:

@@ -39,8 +39,19 @@ class Converter:
         """The MQTT filters to subscribe to (duplicates removed, order kept)."""
         return list(dict.fromkeys(f.subscription for _, f, _ in self._compiled))
 
+    @property
+    def kafka_topics(self) -> list[str]:
+        """Every Kafka topic this converter produces to (dead letters included)."""
+        return list(dict.fromkeys([*(t for _, _, t in self._compiled), self._deadletter_topic]))
+
     def convert(self, topic: str, payload: bytes, now: datetime | None = None) -> list[OutgoingRecord]:
         """The records for one message; raises :class:`ConversionError` for a dead letter."""
+        return self.convert_timed(topic, payload, now)[0]
+
+    def convert_timed(self, topic: str, payload: bytes,
+                      now: datetime | None = None) -> tuple[list[OutgoingRecord], float | None]:
+        """The records and the gateway's own time of the message (epoch seconds, the earliest
+        measurement time the payload carried; None when it carried none)."""
         now = now or datetime.now(UTC)
         if len(payload) > self._config.bridge.max_payload_bytes:
             raise ConversionError(Reason.OVERSIZED, f"{len(payload)} bytes, more than "
@@ -52,13 +63,15 @@ class Converter:
         raise ConversionError(Reason.UNMAPPED_TOPIC, f"no mapping matches topic {topic!r}")
 
     def _records(self, mapping: Mapping, kafka_topic: str, captured: dict[str, str], topic: str,
-                 payload: bytes, now: datetime) -> list[OutgoingRecord]:
+                 payload: bytes, now: datetime) -> tuple[list[OutgoingRecord], float | None]:
         if mapping.format == "senml":
             readings = senml_readings(payload, mapping, now)
         else:
             readings = json_readings(payload, mapping)
         digest = hashlib.sha256(payload).hexdigest()
         out = []
+        stamped = [r["occurred_at"] for r in readings if "occurred_at" in r]
+        source_time = min(stamped).timestamp() if stamped else None
         for i, r in enumerate(readings):
             fields = {**mapping.defaults, **captured, **r}
             for f in ("twin_id", "sensor_id", "quantity", "value", "unit"):
@@ -82,7 +95,7 @@ class Converter:
             key = "/".join(str(fields.get(k, "")) for k in mapping.key)
             out.append(OutgoingRecord(kafka_topic, key.encode(), self._serde.encode("SensorReading", record),
                                       str(event_id)))
-        return out
+        return out, source_time
 
     def dead_letter(self, topic: str, payload: bytes, error: ConversionError,
                     now: datetime | None = None) -> OutgoingRecord:

@@ -92,13 +92,18 @@ class Gateway:
         """Publish, optionally paced, and wait until the broker acknowledged every one."""
         infos = []
         start = time.perf_counter()
-        for n, m in enumerate(messages):
-            if rate_per_s:
-                due = start + n / rate_per_s
-                delay = due - time.perf_counter()
+        it = iter(messages)
+        n = 0
+        while True:
+            if rate_per_s:  # pace first, then build the message: its timestamp is its send time
+                delay = start + n / rate_per_s - time.perf_counter()
                 if delay > 0:
                     time.sleep(delay)
+            m = next(it, None)
+            if m is None:
+                break
             infos.append(self.publish(m))
+            n += 1
         for info in infos:
             info.wait_for_publish(timeout=60)
         return len(infos)

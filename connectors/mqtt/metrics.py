@@ -6,7 +6,8 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-_LATENCIES = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0)
+_LATENCIES = (0.001, 0.002, 0.003, 0.004, 0.005, 0.006, 0.008, 0.01, 0.012, 0.015, 0.02, 0.025, 0.03, 0.04,
+              0.05, 0.06, 0.08, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
 
 
 @dataclass
@@ -31,6 +32,10 @@ class BridgeMetrics:
                                 registry=r)
         self._latency = Histogram("qi_bridge_latency_seconds", "MQTT receipt to Kafka acknowledgement", w,
                                   buckets=_LATENCIES, registry=r)
+        self._source_to_ack = Histogram(
+            "qi_bridge_source_to_ack_seconds",
+            "gateway timestamp in the payload to Kafka acknowledgement (includes gateway clock skew)", w,
+            buckets=_LATENCIES, registry=r)
         self._w = "bridge"
 
     def count_received(self, n: int = 1) -> None:
@@ -55,6 +60,9 @@ class BridgeMetrics:
 
     def observe_latency(self, seconds: float) -> None:
         self._latency.labels(self._w).observe(seconds)
+
+    def observe_source_to_ack(self, seconds: float) -> None:
+        self._source_to_ack.labels(self._w).observe(seconds)
 
     def snapshot(self) -> dict[str, object]:
         return {"received": self.received, "produced": self.produced, "dead_lettered": self.dead_lettered,
