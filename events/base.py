@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, StringConstraints
 
 
 def new_event_id() -> uuid.UUID:
@@ -21,12 +21,17 @@ def utc_now() -> datetime:
     return datetime.now(UTC)
 
 
+#: An identifier (string fields named ``*_id``): never empty or blank.
+Id = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+
+
 class Record(BaseModel):
-    """An Avro record: immutable, no unknown fields, bytes as base64 in JSON."""
+    """An Avro record: immutable, no unknown fields, bytes as base64 in JSON, numbers finite."""
 
     model_config = ConfigDict(
         frozen=True,
         extra="forbid",
+        allow_inf_nan=False,
         ser_json_bytes="base64",
         val_json_bytes="base64",
     )

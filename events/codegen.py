@@ -30,7 +30,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from events.base import Event, Record, new_event_id, utc_now
+from events.base import Event, Id, Record, new_event_id, utc_now
 '''
 
 #: Python-side conveniences for metadata fields Avro cannot express.
@@ -94,6 +94,8 @@ class _Module:
         if keyword.iskeyword(name) or not name.isidentifier():
             raise SchemaError(f"field name {name!r} is not usable as a Python identifier")
         annotation = override or self.py_type(f["type"], ns)
+        if name.endswith("_id") and annotation in ("str", "str | None"):
+            annotation = "Id" + annotation[3:]  # identifiers are never empty
         if name in _METADATA_FACTORIES:
             return f"{name}: {annotation} = Field(default_factory={_METADATA_FACTORIES[name]})"
         if name == "aggregate_version":
