@@ -110,45 +110,6 @@ class FleetSettings(BaseSettings):
     stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
 
 
-class LogSettings(BaseSettings):
-    model_config = _cfg("QI_LOG_")
-
-    format: Literal["auto", "json", "console"] = "auto"
-    level: Literal["debug", "info", "warning", "error"] = "info"
-
-
-class Settings(BaseModel):
-    """Everything, composed. Build it with :meth:`from_env` at the program's edge."""
-
-    kafka: KafkaSettings
-    schema_registry: SchemaRegistrySettings
-    postgres: PostgresSettings
-    clickhouse: ClickHouseSettings
-    redis: RedisSettings
-    mqtt: MqttSettings
-    stack: StackSettings
-    log: LogSettings
-    runner: RunnerSettings = Field(default_factory=RunnerSettings)
-    fleet: FleetSettings = Field(default_factory=FleetSettings)
-    bridge: "BridgeSettings" = Field(default_factory=lambda: BridgeSettings())
-
-    @classmethod
-    def from_env(cls) -> Settings:
-        return cls(
-            kafka=KafkaSettings(),
-            schema_registry=SchemaRegistrySettings(),
-            postgres=PostgresSettings(),
-            clickhouse=ClickHouseSettings(),
-            redis=RedisSettings(),
-            mqtt=MqttSettings(),
-            stack=StackSettings(),
-            log=LogSettings(),
-            runner=RunnerSettings(),
-            fleet=FleetSettings(),
-            bridge=BridgeSettings(),
-        )
-
-
 class BridgeSettings(BaseSettings):
     """The MQTT bridge's runtime (``QI_BRIDGE_*``); the mapping lives in its own file."""
 
@@ -170,3 +131,42 @@ class BridgeSettings(BaseSettings):
     tls_cert_file: Path | None = None
     tls_key_file: Path | None = None
     tls_insecure: bool = Field(False, description="skip hostname verification (tests only)")
+
+
+class LogSettings(BaseSettings):
+    model_config = _cfg("QI_LOG_")
+
+    format: Literal["auto", "json", "console"] = "auto"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class Settings(BaseModel):
+    """Everything, composed. Build it with :meth:`from_env` at the program's edge."""
+
+    kafka: KafkaSettings
+    schema_registry: SchemaRegistrySettings
+    postgres: PostgresSettings
+    clickhouse: ClickHouseSettings
+    redis: RedisSettings
+    mqtt: MqttSettings
+    stack: StackSettings
+    log: LogSettings
+    runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        return cls(
+            kafka=KafkaSettings(),
+            schema_registry=SchemaRegistrySettings(),
+            postgres=PostgresSettings(),
+            clickhouse=ClickHouseSettings(),
+            redis=RedisSettings(),
+            mqtt=MqttSettings(),
+            stack=StackSettings(),
+            log=LogSettings(),
+            runner=RunnerSettings(),
+            fleet=FleetSettings(),
+            bridge=BridgeSettings(),
+        )
