@@ -67,7 +67,7 @@ class TopicFilter:
             if level == "+":
                 name = self.captures[i]
                 if name is not None:
-                    if not parts[i]:
+                    if not parts[i].strip():
                         return None  # an empty level cannot be an id
                     out[name] = parts[i]
             elif level != parts[i]:

@@ -49,7 +49,7 @@ def text(value: Any, what: str) -> str:
     if isinstance(value, bool) or not isinstance(value, (str, int)):
         raise ConversionError(Reason.WRONG_TYPE, f"{what} must be a string, got {type(value).__name__}")
     s = str(value)
-    if not s:
+    if not s.strip():
         raise ConversionError(Reason.MISSING_FIELD, f"{what} is empty")
     return s
 

@@ -41,6 +41,7 @@ def test_filters_match_wildcards_and_capture_levels():
     assert f.match("plants/p1/tw-1/s2/other") is None
     assert f.match("plants/p1/tw-1/reading") is None
     assert f.match("plants/p1//s2/reading") is None  # an empty level is no id
+    assert f.match("plants/p1/ /s2/reading") is None
     h = TopicFilter.parse("gw/{twin_id}/#")
     assert h.subscription == "gw/+/#" and h.match("gw/t9/a/b/c") == {"twin_id": "t9"}
     for bad in ("a/#/b", "a/b+/c", "a/{x}/{x}", ""):
@@ -128,6 +129,7 @@ def test_senml_relative_time_is_relative_to_now(converter):
     ("plants/p1/tw/s/reading", b'{"v": Infinity, "u": "Cel"}', Reason.NON_FINITE),
     ("plants/p1/tw/s/reading", b'{"u": "Cel"}', Reason.MISSING_FIELD),
     ("plants/p1/tw/s/reading", b'{"v": 1}', Reason.MISSING_FIELD),
+    ("plants/p1/tw/s/reading", b'{"v": 1, "u": " "}', Reason.MISSING_FIELD),
     ("plants/p1/tw/s/reading", b'{"v": 1, "u": "Cel", "pad": "' + b"x" * 70000 + b'"}', Reason.OVERSIZED),
     ("factory/tw/s", b'{"v": 1, "u": "Cel"}', Reason.UNMAPPED_TOPIC),
     ("plants/p1/tw/senml", b'[{"n": "a", "u": "Cel", "vs": "on"}]', Reason.WRONG_TYPE),
