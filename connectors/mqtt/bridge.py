@@ -79,10 +79,11 @@ class MqttBridge:
 
     # ---- lifecycle -----------------------------------------------------------------------
 
-    async def start(self) -> None:
+    async def start(self, stop: asyncio.Event | None = None) -> None:
+        """Connect to Kafka (retrying until ``stop``), then to the MQTT broker (paho reconnects)."""
         self._loop = asyncio.get_running_loop()
         self._queue = asyncio.Queue()
-        await self._start_publisher()
+        await self._start_publisher(stop or asyncio.Event())
         self._client = self._make_client()
         parts = urlsplit(self._url)
         tls = parts.scheme == "mqtts"
@@ -92,15 +93,18 @@ class MqttBridge:
         log.info("bridge.started", client_id=self._client_id, broker=f"{parts.hostname}:{parts.port}",
                  subscriptions=self._converter.subscriptions)
 
-    async def _start_publisher(self) -> None:
+    async def _start_publisher(self, stop: asyncio.Event) -> None:
         delay = self._settings.retry_initial_s
         while True:
             try:
                 await self._publisher.start()
                 break
             except PublishError as e:
+                if stop.is_set():
+                    raise
                 log.warning("bridge.kafka_unavailable", error=str(e), retry_in_s=delay)
-                await asyncio.sleep(delay)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), delay)
                 delay = min(delay * 2, self._settings.retry_max_s)
         try:  # metadata now, not on the first message (best effort: publishing fetches it anyway)
             await self._publisher.prepare_topics(self._converter.kafka_topics)
@@ -140,7 +144,7 @@ class MqttBridge:
         log.info("bridge.stopped", **self.metrics.snapshot())
 
     async def run(self, stop: asyncio.Event) -> None:
-        await self.start()
+        await self.start(stop)
         reporter = asyncio.create_task(self._report(stop))
         try:
             await self._pump(stop)

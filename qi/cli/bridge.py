@@ -12,6 +12,7 @@ import structlog
 
 from connectors.mqtt.errors import MappingConfigError
 from connectors.mqtt.mapping import load_mapping
+from events.errors import PublishError
 from qi.platform import ConfigError, Platform
 
 
@@ -39,7 +40,7 @@ def mqtt_bridge(platform: Platform, config_path: str, check: bool) -> None:
     sys.setswitchinterval(0.001)
     try:
         asyncio.run(_run(platform, mapping))
-    except ConfigError as e:
+    except (ConfigError, PublishError) as e:
         raise click.ClickException(str(e)) from None
 
 
