@@ -76,7 +76,8 @@ def test_sigkill_while_messages_are_in_flight_loses_nothing(local_stack, platfor
         "this test needs a broker that keeps persistent sessions and redelivers unacknowledged QoS 1 "
         "messages: install Debian's mosquitto (.ci/run does as root); amqtt keeps neither "
         "(docs/decisions/0020-mqtt-broker-for-tests.md)")
-    site, config, env, instance = _setup(tmp_path, topic_prefix, stack_env)
+    # A 20 ms linger keeps a few dozen messages between receipt and acknowledgement at any moment.
+    site, config, env, instance = _setup(tmp_path, topic_prefix, stack_env, QI_BRIDGE_LINGER_MS="20")
     run_dir = Path(stack_env["QI_STACK_RUN_DIR"])
     asyncio.run(platform.ensure_topics())
     messages = list(readings(site=site, twins=20, sensors=5, count=6000, gateway="gw-crash"))
@@ -89,8 +90,14 @@ def test_sigkill_while_messages_are_in_flight_loses_nothing(local_stack, platfor
         sender = threading.Thread(target=publish, args=(url, messages, 1500.0))
         sender.start()
         rng = random.Random(7)
+        in_flight_at_kill = []
         for _ in range(3):
             time.sleep(rng.uniform(0.5, 1.0))
+            h, deadline = health(run_dir, instance), time.monotonic() + 20
+            while not h or h["in_flight"] == 0:  # kill it with messages taken and not yet acknowledged
+                assert proc.poll() is None and time.monotonic() < deadline, "bridge never had messages in flight"
+                h = health(run_dir, instance)
+            in_flight_at_kill.append(h["in_flight"])
             proc.send_signal(signal.SIGKILL)
             proc.wait()
             kills += 1
@@ -106,7 +113,7 @@ def test_sigkill_while_messages_are_in_flight_loses_nothing(local_stack, platfor
     finally:
         proc.terminate()
         proc.wait(20)
-    assert kills == 3
+    assert kills == 3 and all(n > 0 for n in in_flight_at_kill)
     assert len({r["event_id"] for r in got}) == len(messages)
     assert observed(got) == expected_json(messages)
     assert_duplicates_identical(got)
