@@ -253,6 +253,11 @@ class MqttBridge:
                 err = ConversionError(Reason.WRONG_TYPE, f"does not fit the event's schema: {e}")
                 records.append(self._converter.dead_letter(item.topic, item.payload, err))
                 dead += 1
+            except Exception as e:  # a bug must not stall the bridge: keep the message as a dead letter
+                log.exception("bridge.conversion_crashed", topic=item.topic)
+                err = ConversionError(Reason.PROCESSING_ERROR, f"{type(e).__name__}: {e}")
+                records.append(self._converter.dead_letter(item.topic, item.payload, err))
+                dead += 1
         return records, dead, source_times
 
     async def _deliver(self, batch: list[Inbound], stop: asyncio.Event) -> None:
@@ -262,10 +267,11 @@ class MqttBridge:
             try:
                 await self._publisher.publish_records(records)
                 break
-            except PublishError as e:
+            except Exception as e:  # PublishError, or anything else from the producer: retry, never drop
                 self._retrying = True
                 self.metrics.count_retry()
-                log.warning("bridge.kafka_produce_failed", error=str(e), messages=len(batch),
+                log.warning("bridge.kafka_produce_failed", error=str(e), error_type=type(e).__name__,
+                            retriable=getattr(e, "retriable", None), messages=len(batch),
                             retry_in_s=delay, in_flight=self.metrics.in_flight)
                 if stop.is_set():
                     self._release(batch, acked=0, produced=0, dead=0)

@@ -106,6 +106,11 @@ class Converter:
         """
         now = now or datetime.now(UTC)
         event_id = derived_id("deadletter", WORKER, topic, hashlib.sha256(payload).hexdigest())
+        message = str(error)
+        limit = self._config.bridge.max_payload_bytes
+        if len(payload) > limit:  # keep the dead letter producible: the first max_payload_bytes bytes
+            message += f" (original truncated to its first {limit} bytes)"
+            payload = payload[:limit]
         value = self._serde.encode("DeadLetter", {
             "event_id": event_id,
             "event_type": "DeadLetter",
@@ -120,7 +125,7 @@ class Converter:
             "source_key": topic.encode(),
             "original": payload,
             "error_kind": error.reason.kind,
-            "error_message": str(error)[:2000],
+            "error_message": message[:2000],
             "worker": WORKER,
         })
         return OutgoingRecord(self._deadletter_topic, topic.encode(), value, str(event_id))

@@ -35,10 +35,13 @@ class Reason(str, Enum):
     NON_FINITE = "non_finite"
     UNMAPPED_TOPIC = "unmapped_topic"
     MISSING_FIELD = "missing_field"
+    PROCESSING_ERROR = "processing_error"  # a bug in the bridge: the message is kept, not lost
 
     @property
     def kind(self) -> PoisonKind:
         """The DeadLetter ``error_kind`` for this reason."""
+        if self is Reason.PROCESSING_ERROR:
+            return "PROCESSING_ERROR"
         return "BAD_PAYLOAD" if self in (Reason.OVERSIZED, Reason.BAD_JSON) else "VALIDATION_FAILED"
 
 

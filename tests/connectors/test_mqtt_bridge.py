@@ -97,9 +97,41 @@ def test_bad_payloads_are_dead_lettered_with_their_reason_and_the_bridge_keeps_r
     dead, ok, counters = asyncio.run(go())
     for reason, msg in bad.items():
         r = "non_finite" if reason == "senml_nan" else reason
-        d = next(x for x in dead if x["original"] == msg.payload)
+        d = next(x for x in dead if msg.payload.startswith(x["original"]) and x["source_topic"] == msg.topic
+                 and x["error_message"].startswith(r))
         assert d["error_message"].startswith(r + ":"), d["error_message"]
         assert d["source_topic"] == msg.topic and d["worker"] == "bridge-mqtt"
     assert len(dead) == len(bad)
+    assert len(next(x for x in dead if x["error_message"].startswith("oversized"))["original"]) == 65536
     assert sorted(r["value"] for r in ok) == [0.0, 1.0, 2.0, 3.0, 4.0]
     assert counters["dead_lettered"] == len(bad) and counters["in_flight"] == 0
+
+
+def test_a_bug_in_conversion_dead_letters_the_message_instead_of_stalling(platform, topic_prefix, monkeypatch):
+    from connectors.mqtt.convert import Converter
+
+    real = Converter.convert_timed
+
+    def buggy(self, topic, payload, now=None):  # noqa: ANN001
+        if b"trigger" in payload:
+            raise RuntimeError("injected bug")
+        return real(self, topic, payload, now)
+
+    monkeypatch.setattr(Converter, "convert_timed", buggy)
+    base = f"plants/{site_for(topic_prefix)}/tw-1"
+    msgs = [Message(f"{base}/s1/reading", b'{"v": 1, "u": "Cel", "trigger": 1}'),
+            Message(f"{base}/s2/reading", b'{"v": 2, "u": "Cel"}')]
+    url = platform.endpoints().mqtt
+
+    async def go():
+        async with bridge_running(platform, mapping_for(topic_prefix)) as (bridge, serde):
+            await asyncio.to_thread(publish, url, msgs)
+            dead = await collect(platform, serde, "deadletter", 1, timeout_s=30)
+            ok = await collect(platform, serde, "readings", 1, timeout_s=30)
+            await asyncio.sleep(0.3)
+            return dead, ok, bridge.metrics.snapshot()
+
+    dead, ok, counters = asyncio.run(go())
+    assert dead[0]["error_kind"] == "PROCESSING_ERROR" and "injected bug" in dead[0]["error_message"]
+    assert dead[0]["original"] == msgs[0].payload
+    assert [r["value"] for r in ok] == [2.0] and counters["in_flight"] == 0 and counters["acked"] == 2

@@ -143,5 +143,6 @@ def test_bad_messages_raise_their_reason(converter, topic, payload, reason):
         converter.convert(topic, payload, NOW)
     assert e.value.reason is reason
     dl = converter.serde.decode(converter.dead_letter(topic, payload, e.value, NOW).value).record
-    assert dl["source_topic"] == topic and dl["original"] == payload
+    assert dl["source_topic"] == topic and dl["original"] == payload[:65536]  # the example's max_payload_bytes
+    assert ("truncated" in dl["error_message"]) == (len(payload) > 65536)
     assert dl["error_message"].startswith(reason.value + ":") and dl["error_kind"] == reason.kind
