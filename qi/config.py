@@ -120,6 +120,8 @@ class BridgeSettings(BaseSettings):
     max_batch: int = Field(1000, ge=1, description="most messages per Kafka production")
     linger_ms: float = Field(2.0, ge=0, description="how long a batch waits for more messages")
     max_pending_batches: int = Field(2, ge=1, description="Kafka productions awaiting acknowledgement at once")
+    kafka_request_timeout_ms: int = Field(30_000, ge=1000, description="a production not acknowledged by "
+                                          "then fails and is retried by the bridge")
     retry_initial_s: float = Field(0.2, gt=0)
     retry_max_s: float = Field(5.0, gt=0)
     report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")

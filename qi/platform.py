@@ -158,6 +158,7 @@ class Platform:
             client_id=mapping.bridge.client_id,
             converter=Converter(mapping, serde, self.topics),
             publisher=Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
-                                client_id=f"{self.settings.kafka.client_id}-bridge", linger_ms=0),
+                                client_id=f"{self.settings.kafka.client_id}-bridge", linger_ms=0,
+                                request_timeout_ms=self.settings.bridge.kafka_request_timeout_ms),
             settings=self.settings.bridge,
         )

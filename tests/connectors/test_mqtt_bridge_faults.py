@@ -23,6 +23,7 @@ from qi.stack.process import free_port
 from qi.stack.services import Kafka
 from streams.health import announced_url
 from tests.conftest import make_settings
+from tests.connectors.proxy import TcpProxy
 from tests.connectors.helpers import (
     assert_duplicates_identical,
     bridge_process,
@@ -119,12 +120,20 @@ def test_sigkill_while_messages_are_in_flight_loses_nothing(local_stack, platfor
     assert_duplicates_identical(got)
 
 
-def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_prefix, stack_env, tmp_path):
-    # A broker of our own, so that stopping it for 10 s disturbs no other test.
+@pytest.mark.parametrize("outage", ["frozen", "unreachable"])
+def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_prefix, stack_env, tmp_path, outage):
+    """frozen: the broker process is stopped (SIGSTOP), connections hang; unreachable: a proxy in
+    front of it resets every connection and refuses new ones. 10 s each, while publishing goes on."""
+    # A broker of our own, so that stopping it for 10 s disturbs no other test; clients reach it
+    # through a proxy (it advertises the proxy's address).
     port = free_port()
+    proxy = TcpProxy(port)
     launch = Kafka().prepare(tmp_path / "kafka", port)
-    kafka = subprocess.Popen(launch.argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    bootstrap = Kafka().url(port)
+    argv = [*launch.argv[:-1], f"tcp://127.0.0.1:{proxy.port}"]
+    assert launch.argv[-2] == "--advertised-listener-url"
+    kafka = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proxy.start()
+    bootstrap = Kafka().url(proxy.port)
     bridge = None
     try:
         deadline = time.monotonic() + 30
@@ -141,8 +150,10 @@ def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_p
                                                                       partitions=3)})
         platform = Platform(settings)
         max_in_flight = 300
+        # A 3 s request timeout: productions fail during the outage and the bridge's own retry runs.
         site, config, env, instance = _setup(tmp_path, topic_prefix, stack_env, QI_KAFKA_BOOTSTRAP=bootstrap,
-                                             QI_BRIDGE_MAX_IN_FLIGHT=str(max_in_flight))
+                                             QI_BRIDGE_MAX_IN_FLIGHT=str(max_in_flight),
+                                             QI_BRIDGE_KAFKA_REQUEST_TIMEOUT_MS="3000")
         run_dir = Path(stack_env["QI_STACK_RUN_DIR"])
         asyncio.run(platform.ensure_topics())
         bridge = bridge_process(env, config, tmp_path / "bridge.log")
@@ -164,10 +175,16 @@ def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_p
         sampler.start()
         sender.start()
         time.sleep(3)
-        os.kill(kafka.pid, signal.SIGSTOP)  # Kafka stops answering
+        if outage == "frozen":
+            os.kill(kafka.pid, signal.SIGSTOP)  # Kafka stops answering
+        else:
+            proxy.cut()  # Kafka cannot be reached
         outage_start = time.monotonic()
         time.sleep(10)
-        os.kill(kafka.pid, signal.SIGCONT)
+        if outage == "frozen":
+            os.kill(kafka.pid, signal.SIGCONT)
+        else:
+            proxy.restore()
         outage_end = time.monotonic()
         sender.join(60)
 
@@ -186,6 +203,7 @@ def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_p
         os.kill(kafka.pid, signal.SIGCONT)
         kafka.terminate()
         kafka.wait(20)
+        proxy.close()
     before = [s for s in samples if s[0] < outage_start]
     during = [s for s in samples if outage_start + 1 < s[0] < outage_end]
     assert before and during
@@ -200,3 +218,6 @@ def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_p
     assert len({r["event_id"] for r in got}) == len(messages)
     assert observed(got) == expected_json(messages)
     assert samples[-1][1]["in_flight"] == 0
+    # The outage was seen: productions failed and were retried, /ready said so, then recovered.
+    assert any(s[1]["retrying"] and not s[1]["ready"] for s in during)
+    assert samples[-1][1]["retries"] > 0 and samples[-1][1]["ready"]
