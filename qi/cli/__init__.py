@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.audit import audit
 from qi.cli.bridge import bridge, gateway
 from qi.cli.demo import demo
+from qi.cli.replay import replay
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
 from qi.cli.worker import worker
+from qi.cli.validate import validate
+from qi.cli.trust import certificates, issuers, keys
 from qi.cli.fleet import down, ps, supervise, up
 from qi.config import Settings
 from qi.logging import configure_logging
@@ -31,6 +35,11 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+worker.add_command(validate)
+for command in (keys, issuers, certificates):
+    cli.add_command(command)
+cli.add_command(audit)
+cli.add_command(replay)
 for command in (bridge, gateway):
     cli.add_command(command)
 

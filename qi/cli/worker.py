@@ -45,3 +45,16 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
         await runner.run(stop)
     finally:
         await health.close()
+
+
+@worker.command("audit")
+@click.pass_obj
+def audit_worker(platform: Platform) -> None:
+    """Append every record of the audited families to the transparency log; sign tree heads."""
+    from qi.cli._common import USER_ERRORS, fail
+    from streams.audit.errors import AuditError
+
+    try:
+        asyncio.run(run_batch_worker(platform, platform.audit_processor))
+    except (*USER_ERRORS, AuditError) as e:
+        fail(str(e))
