@@ -30,7 +30,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from events.base import Event, Id, Record, new_event_id, utc_now
+from events.base import Event, Finite, Id, Record, new_event_id, utc_now
 '''
 
 #: Python-side conveniences for metadata fields Avro cannot express.
@@ -48,8 +48,8 @@ class _Module:
             parts = [self.py_type(b, ns) for b in t]
             return " | ".join(p for p in parts if p != "None") + (" | None" if "None" in parts else "")
         if isinstance(t, str):
-            simple = {"null": "None", "boolean": "bool", "int": "int", "long": "int", "float": "float",
-                      "double": "float", "bytes": "bytes", "string": "str"}
+            simple = {"null": "None", "boolean": "bool", "int": "int", "long": "int", "float": "Finite",
+                      "double": "Finite", "bytes": "bytes", "string": "str"}
             if t in simple:
                 return simple[t]
             full = t if "." in t else f"{ns}.{t}"

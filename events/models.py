@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from events.base import Event, Id, Record, new_event_id, utc_now
+from events.base import Event, Finite, Id, Record, new_event_id, utc_now
 
 
 AlertState = Literal['RAISED', 'CLEARED']
@@ -62,12 +62,12 @@ class MeasurementResult(Record):
     """One DCC measurement result."""
 
     quantity: str
-    value: float
+    value: Finite
     unit: str
-    expanded_uncertainty: float
-    coverage_factor: float
-    coverage_probability: float = 0.95
-    reference_value: float | None = None
+    expanded_uncertainty: Finite
+    coverage_factor: Finite
+    coverage_probability: Finite = 0.95
+    reference_value: Finite | None = None
     conditions: dict[str, str] = Field(default_factory=dict)
 
 
@@ -129,8 +129,8 @@ class AnomalyDetected(EventMetadata):
     twin_id: Id
     sensor_id: Id
     state: AlertState
-    score: float
-    threshold: float
+    score: Finite
+    threshold: Finite
     reading_event_id: UUID
     model_name: str
     model_version: str
@@ -147,8 +147,8 @@ class AnomalyScored(EventMetadata):
     twin_id: Id
     sensor_id: Id
     reading_event_id: UUID
-    value: float
-    score: float
+    value: Finite
+    score: Finite
     is_anomaly: bool
     model_name: str
     model_version: str
@@ -305,7 +305,7 @@ class SensorReading(EventMetadata):
     twin_id: Id
     sensor_id: Id
     quantity: str
-    value: float
+    value: Finite
     unit: str
 
 
