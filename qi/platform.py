@@ -226,3 +226,20 @@ class Platform:
         data_dir = v.data_dir or self.stack.run_dir / "faust" / topo.app_id
         return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
                          settings=v, data_dir=data_dir)
+    def mqtt_bridge(self, mapping, serde: Serde):  # noqa: ANN001, ANN201 (connectors.mqtt imports lazily)
+        """The MQTT to Kafka bridge for a loaded mapping file (connectors/mqtt, docs/bridge.md)."""
+        from connectors.mqtt.bridge import MqttBridge
+        from connectors.mqtt.convert import Converter
+
+        url = self.endpoints().mqtt
+        if url is None:
+            raise ConfigError("no MQTT broker configured: run `qi stack up` or set QI_MQTT_URL=mqtt://host:port")
+        return MqttBridge(
+            url=url,
+            client_id=mapping.bridge.client_id,
+            converter=Converter(mapping, serde, self.topics),
+            publisher=Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
+                                client_id=f"{self.settings.kafka.client_id}-bridge", linger_ms=0,
+                                request_timeout_ms=self.settings.bridge.kafka_request_timeout_ms),
+            settings=self.settings.bridge,
+        )

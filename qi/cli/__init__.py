@@ -6,6 +6,7 @@ import click
 
 from qi.cli.anomaly import anomaly
 from qi.cli.audit import audit
+from qi.cli.bridge import bridge, gateway
 from qi.cli.demo import demo
 from qi.cli.replay import replay
 from qi.cli.events import publish, tail
@@ -41,6 +42,8 @@ for command in (keys, issuers, certificates):
     cli.add_command(command)
 cli.add_command(audit)
 cli.add_command(replay)
+for command in (bridge, gateway):
+    cli.add_command(command)
 
 
 def main() -> None:

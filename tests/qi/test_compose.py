@@ -14,6 +14,7 @@ INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis",
 WORKERS = {"qi-topics": ["qi", "topics", "create"]}
 WORKERS["qi-score"] = ["qi", "worker", "score"]
 WORKERS["qi-audit"] = ["qi", "worker", "audit"]
+WORKERS["qi-bridge"] = ["qi", "bridge", "mqtt", "--config", "connectors/mqtt/examples/plant.toml"]
 
 
 @pytest.fixture(scope="module")
