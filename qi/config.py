@@ -94,6 +94,42 @@ class RunnerSettings(BaseSettings):
     retry_initial_s: float = Field(0.2, gt=0, description="first backoff after a transient failure")
     retry_max_s: float = Field(5.0, gt=0, description="longest backoff between retries")
     report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+    ready_max_lag: int = Field(1000, ge=0, description="/ready is false while further behind than this")
+    health_host: str = Field("127.0.0.1", description="where /health /ready /live /metrics listen")
+    health_port: int = Field(0, ge=0, le=65535, description="their port (0: any free port, announced in the run dir)")
+    instance: str | None = Field(None, description="this process's name in the fleet (set by the supervisor)")
+
+
+class FleetSettings(BaseSettings):
+    """The worker processes `qi up` runs (``QI_FLEET_*``)."""
+
+    model_config = _cfg("QI_FLEET_")
+
+    instances: dict[str, int] = Field(
+        default_factory=dict,
+        description='processes per worker, e.g. {"score": 2, "bridge": 0} (JSON); default 1 each',
+    )
+    bridge_config: Path = Field(Path("connectors/mqtt/examples/plant.toml"),
+                                description="the MQTT bridge's mapping file")
+    stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
+
+
+class AuditSettings(BaseSettings):
+    """The transparency log (``QI_AUDIT_*``); see docs/audit.md."""
+
+    model_config = _cfg("QI_AUDIT_")
+
+    log_id: str = Field("qi-stream.local/audit", description="the log's origin line in checkpoints")
+    families: list[str] = Field(
+        default_factory=lambda: ["twins", "issuers", "certificates", "readings", "validations", "alerts",
+                                 "deadletter"],
+        description="topic families whose records become leaves (JSON list; add 'scores' to log scores)",
+    )
+    head_every_entries: int = Field(10_000, ge=1, description="sign a tree head after this many new leaves")
+    head_every_s: float = Field(10.0, gt=0, description="... or after this many seconds with new leaves")
+    key_dir: Path | None = Field(None, description="where the log's key pair lives; unset: <run_dir>/keys")
+    key_name: str = Field("audit-log", description="file name stem of the key pair (`qi keys generate --log`)")
+    pg_schema: str = Field("audit", description="Postgres schema of the log's tables")
 
 
 class LogSettings(BaseSettings):
@@ -115,6 +151,9 @@ class Settings(BaseModel):
     stack: StackSettings
     log: LogSettings
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
+    audit: AuditSettings = Field(default_factory=AuditSettings)
+    fleet: FleetSettings = Field(default_factory=FleetSettings)
+    validation: "ValidationSettings" = Field(default_factory=lambda: ValidationSettings())
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -128,4 +167,27 @@ class Settings(BaseModel):
             stack=StackSettings(),
             log=LogSettings(),
             runner=RunnerSettings(),
+            audit=AuditSettings(),
+            fleet=FleetSettings(),
+            validation=ValidationSettings(),
         )
+
+
+class ValidationSettings(BaseSettings):
+    """The certificate-validation worker on faust (``QI_VALIDATION_*``)."""
+
+    model_config = _cfg("QI_VALIDATION_")
+
+    recheck_interval_s: float = Field(1.0, gt=0, description="how often pending certificates and expiry are checked")
+    pending_timeout_s: float = Field(
+        3600.0, gt=0, description="a certificate waiting for its twin/issuer key longer than this is judged INVALID")
+    expiring_lead_s: float = Field(30 * 86400.0, ge=0, description="CertificateExpiring goes out this long before valid_until")
+    max_validity_days: int = Field(3650, ge=1, description="longest validity window accepted")
+    session_timeout_s: float = Field(10.0, gt=0, description="a dead worker's partitions move after this")
+    heartbeat_interval_s: float = Field(1.0, gt=0)
+    commit_interval_s: float = Field(1.0, gt=0, description="how often consumed offsets are committed")
+    web_port: int = Field(0, ge=0, le=65535, description="faust's web port (0: any free port)")
+    data_dir: Path | None = Field(None, description="faust's data directory (default: <run dir>/faust/<app id>)")
+
+
+Settings.model_rebuild()

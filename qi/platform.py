@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
+from pathlib import Path
 
 from events.admin import TopicState, ensure_topics
 from events.publisher import Publisher
@@ -20,6 +21,7 @@ from events.serde import Serde
 from events.topics import TopicNames
 from qi.config import Settings
 from qi.stack import LocalStack
+from streams.health import HealthFn, HealthServer
 from streams.processor import Processor
 from streams.runner import BatchRunner
 
@@ -138,3 +140,71 @@ class Platform:
             topics=self.topics,
             settings=self.settings.runner,
         )
+
+    # --- the transparency log (streams/audit) ------------------------------------------------
+    def log_key_dir(self) -> Path:
+        a = self.settings.audit
+        return a.key_dir if a.key_dir is not None else self.settings.stack.run_dir / "keys"
+
+    def log_key_pair(self):  # -> events.signing.HybridKeyPair
+        """The audit log's signing key pair (``qi keys generate --log``)."""
+        from events.signing import HybridKeyPair, KeyFileError
+        from streams.audit.errors import LogKeyError
+
+        d, name = self.log_key_dir(), self.settings.audit.key_name
+        try:
+            return HybridKeyPair.load(d, name)
+        except (KeyFileError, OSError, ValueError) as e:
+            raise LogKeyError(f"no log key pair {name!r} in {d}: run `qi keys generate --log`", path=str(d)) from e
+
+    def audit_store(self):  # -> streams.audit.store.AuditStore
+        from streams.audit.store import AuditStore
+
+        dsn = self.endpoints().postgres
+        if dsn is None:
+            raise ConfigError("no Postgres configured: run `qi stack up` or set QI_POSTGRES_DSN")
+        a = self.settings.audit
+        return AuditStore(dsn, a.log_id, schema=a.pg_schema)
+
+    def audit_processor(self, serde: Serde):  # -> streams.audit.processor.AuditProcessor
+        from streams.audit.processor import AuditProcessor
+        from streams.audit.writer import AuditWriter
+
+        a = self.settings.audit
+        writer = AuditWriter(
+            self.audit_store(), self.log_key_pair(), serde, self.topics, log_id=a.log_id,
+            head_every_entries=a.head_every_entries, head_every_s=a.head_every_s,
+        )
+        publisher = Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
+                              client_id=f"{self.settings.kafka.client_id}-audit-heads")
+        return AuditProcessor(writer, publisher, families=a.families, head_every_s=a.head_every_s)
+
+    def health_server(self, health: HealthFn, registries: list, *, instance: str) -> HealthServer:
+        """/health, /ready, /live and /metrics for one worker process, announced in the run dir."""
+        r = self.settings.runner
+        return HealthServer(health, registries, host=r.health_host, port=r.health_port,
+                            announce=self.stack.run_dir / "health" / f"{instance}.json")
+
+    # -- certificate validation (faust) -------------------------------------------------------
+
+    def validation_topology(self):  # -> streams.validation.app.ValidationTopology
+        from streams.validation.app import topology
+
+        k = self.settings.kafka
+        return topology(self.topics, k.partitions_for, k.client_id, k.topic_prefix)
+
+    async def ensure_validation_topics(self) -> None:
+        """The validation worker's recheck and changelog topics, with the partitions its tables use."""
+        k = self.settings.kafka
+        await ensure_topics(self.endpoints().kafka, self.validation_topology().internal_topics(),
+                            replication_factor=k.replication_factor)
+
+    def validation_app(self, serde: Serde):  # -> faust.App
+        """The certificate-validation faust app for one worker process."""
+        from streams.validation.app import build_app
+
+        topo = self.validation_topology()
+        v = self.settings.validation
+        data_dir = v.data_dir or self.stack.run_dir / "faust" / topo.app_id
+        return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
+                         settings=v, data_dir=data_dir)

@@ -12,9 +12,6 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ed25519, mldsa
-
 from events.canonical import certificate_payload
 from events.models import (
     Accreditation,
@@ -27,30 +24,19 @@ from events.models import (
     MeasurementResult,
     Party,
     SensorReading,
-    Signature,
     TwinAttributesChanged,
     TwinRegistered,
     TwinRelated,
     Validity,
 )
-
-_RAW = (serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-
+from events.signing import HybridKeyPair
 
 @dataclass
 class _IssuerKey:
     issuer_id: str
     issuer_name: str
-    key_id: str
-    ed: ed25519.Ed25519PrivateKey
-    pq: mldsa.MLDSA65PrivateKey
+    keys: HybridKeyPair
     accreditation: Accreditation
-
-    def sign(self, payload: bytes) -> list[Signature]:
-        return [
-            Signature(key_id=self.key_id, algorithm="Ed25519", value=self.ed.sign(payload)),
-            Signature(key_id=self.key_id, algorithm="ML_DSA_65", value=self.pq.sign(payload)),
-        ]
 
 
 def sample_events(*, now: datetime | None = None, readings_per_sensor: int = 25, seed: int = 7) -> list[EventMetadata]:
@@ -62,18 +48,16 @@ def sample_events(*, now: datetime | None = None, readings_per_sensor: int = 25,
     out: list[EventMetadata] = []
 
     issuers = [
-        _IssuerKey("lab-berlin", "Kalibrierlabor Berlin GmbH", "lab-berlin/2026-1", ed25519.Ed25519PrivateKey.generate(),
-                   mldsa.MLDSA65PrivateKey.generate(),
+        _IssuerKey("lab-berlin", "Kalibrierlabor Berlin GmbH", HybridKeyPair.generate("lab-berlin/2026-1"),
                    Accreditation(body="DAkkS", accreditation_id="D-K-15001-01-00", scope=["calibration.pressure", "calibration.temperature"])),
-        _IssuerKey("lab-zurich", "Metrologie Zürich AG", "lab-zurich/2026-1", ed25519.Ed25519PrivateKey.generate(),
-                   mldsa.MLDSA65PrivateKey.generate(),
+        _IssuerKey("lab-zurich", "Metrologie Zürich AG", HybridKeyPair.generate("lab-zurich/2026-1"),
                    Accreditation(body="SAS", accreditation_id="SCS 0042", scope=["calibration.mass", "calibration.humidity"])),
     ]
     for k in issuers:
         out.append(IssuerKeyRegistered(
             occurred_at=t0, source=src, aggregate_version=1, issuer_id=k.issuer_id, issuer_name=k.issuer_name,
-            key_id=k.key_id, ed25519_public_key=k.ed.public_key().public_bytes(*_RAW),
-            ml_dsa_parameter_set="ML_DSA_65", ml_dsa_public_key=k.pq.public_key().public_bytes(*_RAW),
+            key_id=k.keys.key_id, ed25519_public_key=k.keys.public.ed25519,
+            ml_dsa_parameter_set="ML_DSA_65", ml_dsa_public_key=k.keys.public.ml_dsa_65,
             valid_from=t0 - timedelta(days=1), accreditations=[k.accreditation],
         ))
 
@@ -120,7 +104,7 @@ def sample_events(*, now: datetime | None = None, readings_per_sensor: int = 25,
             ],
             signatures=[],
         )
-        out.append(cert.model_copy(update={"signatures": issuer.sign(certificate_payload(cert))}))
+        out.append(cert.model_copy(update={"signatures": issuer.keys.sign(certificate_payload(cert))}))
     out.append(CertificateSuperseded(occurred_at=t0 + timedelta(days=21), source=src, aggregate_version=2,
                                      certificate_id="DCC-2026-0001", superseded_by="DCC-2026-0004",
                                      reason="re-calibration after repair"))

@@ -1,33 +1,86 @@
-"""Counters a batch runner keeps, for logs now and a metrics endpoint later.
+"""Counters a batch runner keeps: for its logs, for tests, and for Prometheus.
 
-Plain attributes updated on the runner's own task: no locks, no globals. A
-metrics exporter reads :meth:`RunnerMetrics.snapshot`.
+Each runner owns a :class:`RunnerMetrics` with its own ``CollectorRegistry``
+(no global registry, so several runners in one process, as in tests, never
+collide). Plain counters back :meth:`snapshot` for logs and tests; the
+Prometheus series are updated alongside and served on ``/metrics``.
 """
 
 from __future__ import annotations
 
-from collections import Counter
+from collections import Counter as _Counter
 from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BATCH_SIZES = (1, 10, 50, 100, 500, 1000, 2000, 5000, 10000)
+_LATENCIES = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
 
 @dataclass
 class RunnerMetrics:
-    consumed: Counter[str] = field(default_factory=Counter)        # per input topic
-    produced: Counter[str] = field(default_factory=Counter)        # per output topic
-    dead_lettered: Counter[str] = field(default_factory=Counter)   # per input topic
+    worker: str = "worker"
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+    consumed: _Counter[str] = field(default_factory=_Counter)        # per input topic
+    produced: _Counter[str] = field(default_factory=_Counter)        # per output topic
+    dead_lettered: _Counter[str] = field(default_factory=_Counter)   # per input topic
     batches: int = 0
     retries: int = 0
     last_batch_size: int = 0
     batch_seconds_total: float = 0.0
     batch_seconds_max: float = 0.0
-    #: input topic-partition -> (position committed, log end seen at last fetch)
+    #: (topic, partition) -> records between the consumer's position and the log end
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        r, w = self.registry, ("worker",)
+        self._consumed = Counter("qi_events_consumed", "records consumed", [*w, "topic"], registry=r)
+        self._produced = Counter("qi_events_produced", "records produced (outputs and dead letters)",
+                                 [*w, "topic"], registry=r)
+        self._dead = Counter("qi_events_dead_lettered", "records sent to the dead-letter topic",
+                             [*w, "topic"], registry=r)
+        self._retries = Counter("qi_retries", "retries after transient failures", [*w, "operation"], registry=r)
+        self._batch_size = Histogram("qi_batch_size", "records per batch", w, buckets=_BATCH_SIZES, registry=r)
+        self._batch_latency = Histogram("qi_batch_seconds", "fetch-to-commit time of a batch", w,
+                                        buckets=_LATENCIES, registry=r)
+        self._lag = Gauge("qi_consumer_lag", "records behind the log end", [*w, "topic", "partition"], registry=r)
+
+    def count_consumed(self, topic: str, n: int) -> None:
+        self.consumed[topic] += n
+        self._consumed.labels(self.worker, topic).inc(n)
+
+    def count_produced(self, topic: str, n: int = 1) -> None:
+        self.produced[topic] += n
+        self._produced.labels(self.worker, topic).inc(n)
+
+    def count_dead(self, topic: str, n: int = 1) -> None:
+        self.dead_lettered[topic] += n
+        self._dead.labels(self.worker, topic).inc(n)
+
+    def count_retry(self, operation: str) -> None:
+        self.retries += 1
+        self._retries.labels(self.worker, operation).inc()
 
     def observe_batch(self, size: int, seconds: float) -> None:
         self.batches += 1
         self.last_batch_size = size
         self.batch_seconds_total += seconds
         self.batch_seconds_max = max(self.batch_seconds_max, seconds)
+        self._batch_size.labels(self.worker).observe(size)
+        self._batch_latency.labels(self.worker).observe(seconds)
+
+    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+        self.lag[(topic, partition)] = lag
+        self._lag.labels(self.worker, topic, str(partition)).set(lag)
+
+    def forget_partitions(self, tps: list[tuple[str, int]]) -> None:
+        for topic, partition in tps:
+            if self.lag.pop((topic, partition), None) is not None:
+                self._lag.remove(self.worker, topic, str(partition))
+
+    @property
+    def total_lag(self) -> int:
+        return sum(self.lag.values())
 
     def snapshot(self) -> dict[str, object]:
         return {

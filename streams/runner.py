@@ -79,7 +79,10 @@ class BatchRunner:
         self._serde = serde
         self._topics = topics
         self._settings = settings
-        self.metrics = metrics or RunnerMetrics()
+        self.metrics = metrics or RunnerMetrics(worker=processor.name)
+        self._retrying_now = 0
+        self._joined = False
+        self._last_lag_check = 0.0
         self._input_topics = [topics.topic(f) for f in processor.families]
         self._plain = processor.decode == "plain"
         self._lock = asyncio.Lock()
@@ -133,6 +136,7 @@ class BatchRunner:
                         except _Stopping:
                             self._log.info("runner.batch_abandoned", reason="stop requested during retries")
                             break
+                await self._refresh_lag()
                 self._maybe_report()
         finally:
             await self._shutdown()
@@ -170,7 +174,7 @@ class BatchRunner:
             if not messages:
                 continue
             ends[tp] = messages[-1].offset + 1
-            self.metrics.consumed[tp.topic] += len(messages)
+            self.metrics.count_consumed(tp.topic, len(messages))
             for m in messages:
                 rec, error = await self._decode(tp, m)
                 if error is None:
@@ -183,11 +187,11 @@ class BatchRunner:
         if outputs:
             await self._retrying("publish outputs", lambda: self._publisher.publish_records(outputs))
             for rec in outputs:
-                self.metrics.produced[rec.topic] += 1
+                self.metrics.count_produced(rec.topic)
         await self._retrying("flush processor state", self._processor.flush)
         await self._commit(ends)
         for p in result.poison:
-            self.metrics.dead_lettered[p.record.topic] += 1
+            self.metrics.count_dead(p.record.topic)
         self.metrics.observe_batch(sum(len(m) for m in fetched.values()), time.perf_counter() - t0)
 
     async def _decode(self, tp: TopicPartition, m) -> tuple[ConsumedRecord, DecodeError | None]:
@@ -207,7 +211,7 @@ class BatchRunner:
             except DecodeError as e:
                 error = e
         if error is not None:
-            self.metrics.dead_lettered[tp.topic] += 1
+            self.metrics.count_dead(tp.topic)
         rec = ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key, value or b"", decoded, error)
         return rec, error
 
@@ -251,7 +255,7 @@ class BatchRunner:
         for tp, end in ends.items():
             hw = self._consumer.highwater(tp)
             if hw is not None:
-                self.metrics.lag[(tp.topic, tp.partition)] = max(hw - end, 0)
+                self.metrics.set_lag(tp.topic, tp.partition, max(hw - end, 0))
 
     async def _retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op``; on a transient failure pause, back off (with jitter) and try again until stopped."""
@@ -272,7 +276,8 @@ class BatchRunner:
                         raise
                     if first_failure is None:
                         first_failure = time.monotonic()
-                    self.metrics.retries += 1
+                        self._retrying_now += 1
+                    self.metrics.count_retry(what)
                     self._log.warning("runner.retrying", operation=what, error=str(e), backoff_s=round(delay, 2))
                     if not paused and self._consumer is not None and self._consumer.assignment():
                         self._consumer.pause(*self._consumer.assignment())
@@ -282,8 +287,36 @@ class BatchRunner:
                 await asyncio.sleep(delay * (0.5 + random.random() / 2))
                 delay = min(delay * 2, s.retry_max_s)
         finally:
+            if first_failure is not None:
+                self._retrying_now -= 1
             if paused and self._consumer is not None:
                 self._consumer.resume(*self._consumer.assignment())
+
+    async def _refresh_lag(self) -> None:
+        """Lag of every assigned partition (position to high watermark), at most once a second."""
+        now = time.monotonic()
+        if self._consumer is None or now - self._last_lag_check < 1.0:
+            return
+        self._last_lag_check = now
+        for tp in self._consumer.assignment():
+            hw = self._consumer.highwater(tp)
+            if hw is None:
+                continue
+            try:
+                pos = await self._consumer.position(tp)
+            except (KafkaError, IllegalStateError):
+                continue
+            self.metrics.set_lag(tp.topic, tp.partition, max(hw - pos, 0))
+
+    def health(self) -> dict[str, object]:
+        """Liveness and readiness: ready = in the group, not retrying, caught up within the bound."""
+        assigned = self.assignment()
+        known = {(tp.topic, tp.partition) for tp in assigned} <= set(self.metrics.lag)
+        lag = self.metrics.total_lag
+        ready = self._joined and self._retrying_now == 0 and known and lag <= self._settings.ready_max_lag
+        return {"worker": self._processor.name, "ready": ready, "joined": self._joined,
+                "partitions": len(assigned), "lag": lag, "lag_known": known,
+                "retrying": self._retrying_now > 0, "batches": self.metrics.batches}
 
     def _maybe_report(self) -> None:
         now = time.monotonic()
@@ -295,6 +328,7 @@ class BatchRunner:
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # the batch in flight is committed before we let go
             await self._processor.revoked(set(revoked))
+        self.metrics.forget_partitions([(tp.topic, tp.partition) for tp in revoked])
         self._log.info("runner.revoked", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
@@ -303,6 +337,8 @@ class BatchRunner:
         for tp, offset in positions.items():
             if tp in assigned:
                 self._consumer.seek(tp, offset)
+        self._joined = True
+        self._last_lag_check = 0.0
         self._log.info("runner.assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
                        seeks={f"{tp.topic}/{tp.partition}": o for tp, o in positions.items()})
 

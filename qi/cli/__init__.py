@@ -4,11 +4,16 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.audit import audit
 from qi.cli.demo import demo
+from qi.cli.replay import replay
 from qi.cli.events import publish, tail
 from qi.cli.schemas import schemas
 from qi.cli.stack import stack, topics
 from qi.cli.worker import worker
+from qi.cli.validate import validate
+from qi.cli.trust import certificates, issuers, keys
+from qi.cli.fleet import down, ps, supervise, up
 from qi.config import Settings
 from qi.logging import configure_logging
 from qi.platform import Platform
@@ -27,8 +32,13 @@ def cli(ctx: click.Context) -> None:
     ctx.obj = Platform(settings)
 
 
-for command in (stack, topics, publish, tail, schemas, demo, worker):
+for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+worker.add_command(validate)
+for command in (keys, issuers, certificates):
+    cli.add_command(command)
+cli.add_command(audit)
+cli.add_command(replay)
 
 
 def main() -> None:

@@ -66,4 +66,6 @@ async def _round_trip(platform: Platform) -> bool:
     click.echo(jsonfmt.dumps(shown, indent=2))
     ok = sum(equal.values()) == len(events) and not poison
     click.echo(f"\nround trip: {sum(equal.values())}/{len(events)} identical" + ("" if ok else f", {len(poison)} undecodable"))
-    return ok
+    from qi.cli.demo_audit import prove_a_certificate  # the audit log: prove one certificate, verify it
+
+    return await prove_a_certificate(platform, events) and ok

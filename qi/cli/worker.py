@@ -1,17 +1,19 @@
 """``qi worker ...``: long-running stream processors, one process each.
 
 Each subcommand builds its processor through the platform and runs it until
-SIGTERM or Ctrl-C; several processes of one worker share the partitions of
-its consumer group.
+SIGTERM or Ctrl-C, serving /health, /ready, /live and /metrics; several
+processes of one worker share the partitions of its consumer group.
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 from collections.abc import Awaitable, Callable
 
 import click
+import structlog
 
 from events.serde import Serde
 from qi.platform import Platform
@@ -31,8 +33,28 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
     if asyncio.iscoroutine(processor):
         processor = await processor
     runner = platform.batch_runner(processor, serde)  # type: ignore[arg-type]
+    instance = platform.settings.runner.instance or f"{runner.processor.name}-{os.getpid()}"
+    structlog.contextvars.bind_contextvars(worker=runner.processor.name, instance=instance)
+    health = platform.health_server(runner.health, [runner.metrics.registry], instance=instance)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    await runner.run(stop)
+    await health.start()
+    try:
+        await runner.run(stop)
+    finally:
+        await health.close()
+
+
+@worker.command("audit")
+@click.pass_obj
+def audit_worker(platform: Platform) -> None:
+    """Append every record of the audited families to the transparency log; sign tree heads."""
+    from qi.cli._common import USER_ERRORS, fail
+    from streams.audit.errors import AuditError
+
+    try:
+        asyncio.run(run_batch_worker(platform, platform.audit_processor))
+    except (*USER_ERRORS, AuditError) as e:
+        fail(str(e))

@@ -108,3 +108,4 @@ def test_demo_round_trips_every_sample_event(env):
     proc = qi(env, "demo")
     assert proc.returncode == 0, proc.stderr + proc.stdout
     assert "round trip: 113/113 identical" in proc.stdout
+    assert "verified offline with the log's public key (Ed25519 and ML-DSA-65): OK: leaf" in proc.stdout

@@ -1,0 +1,50 @@
+"""The tree's state: a compact range over [0, size), one hash per set bit of the size."""
+
+from __future__ import annotations
+
+from streams.audit.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
+
+
+class CompactRange:
+    """Roots of the perfect subtrees that make up the tree, largest (leftmost) first."""
+
+    def __init__(self, size: int = 0, hashes: list[bytes] | None = None) -> None:
+        hashes = list(hashes or [])
+        if len(hashes) != bin(size).count("1"):
+            raise ValueError(f"a compact range of size {size} has {bin(size).count('1')} hashes, not {len(hashes)}")
+        self.size = size
+        self.hashes = hashes
+
+    def copy(self) -> CompactRange:
+        return CompactRange(self.size, self.hashes)
+
+    def append(self, leaf: bytes, completed: list[tuple[int, int, bytes]] | None = None) -> None:
+        """Add a leaf hash; every node it completes goes to ``completed`` as (level, index, hash)."""
+        index = self.size
+        h, level = leaf, 0
+        if completed is not None:
+            completed.append((0, index, h))
+        n = index
+        while n & 1:
+            h = node_hash(self.hashes.pop(), h)
+            n >>= 1
+            level += 1
+            if completed is not None:
+                completed.append((level, n, h))
+        self.hashes.append(h)
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self.hashes:
+            return EMPTY_ROOT
+        r = self.hashes[-1]
+        for h in reversed(self.hashes[:-1]):
+            r = node_hash(h, r)
+        return r
+
+    def to_bytes(self) -> bytes:
+        return b"".join(self.hashes)
+
+    @classmethod
+    def from_bytes(cls, size: int, data: bytes) -> CompactRange:
+        return cls(size, [data[i:i + HASH_SIZE] for i in range(0, len(data), HASH_SIZE)])

@@ -1,0 +1,59 @@
+"""The definitions writer and verifier share: RFC 6962 hashes and the leaf encoding.
+
+Nothing else is shared between :mod:`streams.audit` (the writer) and
+:mod:`streams.audit.verifier`; keep this module small and dependency-free.
+
+Leaf data, version 1 (all integers big-endian, unsigned)::
+
+    u8   version = 1
+    u16  len(topic) || topic      the topic name WITHOUT the deployment prefix, UTF-8
+    u32  partition
+    u64  offset
+    u8   key_present (0 or 1) || [u32 len(key) || key]
+    u32  len(value) || value      the record's exact value bytes (Confluent-framed Avro)
+
+leaf hash = SHA-256(0x00 || leaf data); node hash = SHA-256(0x01 || left || right);
+the root of the empty tree is SHA-256("").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import struct
+
+HASH_SIZE = 32
+LEAF_PREFIX = b"\x00"
+NODE_PREFIX = b"\x01"
+EMPTY_ROOT = hashlib.sha256(b"").digest()
+LEAF_FORMAT_VERSION = 1
+
+_sha256 = hashlib.sha256
+
+
+def leaf_hash(data: bytes) -> bytes:
+    """RFC 6962 MTH of a one-leaf tree: SHA-256(0x00 || data)."""
+    return _sha256(LEAF_PREFIX + data).digest()
+
+
+def node_hash(left: bytes, right: bytes) -> bytes:
+    """RFC 6962 interior node: SHA-256(0x01 || left || right)."""
+    return _sha256(NODE_PREFIX + left + right).digest()
+
+
+_head = struct.Struct(">BH")
+_pos = struct.Struct(">IQ")
+_u32 = struct.Struct(">I")
+
+
+def leaf_data(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> bytes:
+    """The documented encoding of one Kafka record as a leaf (see the module docstring)."""
+    t = topic.encode()
+    key_part = b"\x00" if key is None else b"\x01" + _u32.pack(len(key)) + key
+    return b"".join((
+        _head.pack(LEAF_FORMAT_VERSION, len(t)), t, _pos.pack(partition, offset), key_part,
+        _u32.pack(len(value)), value,
+    ))
+
+
+def record_leaf_hash(topic: str, partition: int, offset: int, key: bytes | None, value: bytes) -> bytes:
+    return _sha256(LEAF_PREFIX + leaf_data(topic, partition, offset, key, value)).digest()

@@ -1,0 +1,310 @@
+"""Postgres storage of the log: state, tiles, entries, heads and source positions.
+
+Everything one batch changes is written in ONE transaction (decision 0040): the compact range
+and size, the changed tiles, one entry row per leaf, the source positions after the batch and a
+signed head if one was due. The size update is conditional on the size we loaded, so a second
+writer can never fork the tree (:class:`WriterConflict`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import structlog
+from psycopg import sql
+
+from streams.audit.errors import AuditStoreError, WriterConflict
+
+log = structlog.get_logger(__name__)
+
+_DDL = """
+CREATE SCHEMA IF NOT EXISTS {schema};
+CREATE TABLE IF NOT EXISTS {schema}.logs (
+    log_id text PRIMARY KEY,
+    tree_size bigint NOT NULL,
+    compact bytea NOT NULL,
+    published_through bigint NOT NULL,
+    updated_at timestamptz NOT NULL DEFAULT now()
+);
+CREATE TABLE IF NOT EXISTS {schema}.positions (
+    log_id text NOT NULL, topic text NOT NULL, partition int NOT NULL, next_offset bigint NOT NULL,
+    PRIMARY KEY (log_id, topic, partition)
+);
+CREATE TABLE IF NOT EXISTS {schema}.tiles (
+    log_id text NOT NULL, level smallint NOT NULL, idx bigint NOT NULL, width smallint NOT NULL,
+    hashes bytea NOT NULL,
+    PRIMARY KEY (log_id, level, idx)
+);
+CREATE TABLE IF NOT EXISTS {schema}.entries (
+    log_id text NOT NULL, leaf_index bigint NOT NULL,
+    source_topic text NOT NULL, source_partition int NOT NULL, source_offset bigint NOT NULL,
+    source_event_id uuid, source_event_type text, leaf_hash bytea NOT NULL,
+    appended_at timestamptz NOT NULL,
+    PRIMARY KEY (log_id, leaf_index)
+);
+CREATE INDEX IF NOT EXISTS entries_by_event ON {schema}.entries (log_id, source_event_id);
+CREATE TABLE IF NOT EXISTS {schema}.heads (
+    log_id text NOT NULL, tree_size bigint NOT NULL, root bytea NOT NULL,
+    signatures jsonb NOT NULL, note text NOT NULL, signed_at timestamptz NOT NULL,
+    published boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (log_id, tree_size)
+);
+"""
+
+
+@dataclass
+class LoadedState:
+    tree_size: int
+    compact: bytes
+    published_through: int
+    positions: dict[tuple[str, int], int]
+    partial_tiles: dict[tuple[int, int], bytes]
+    last_head_size: int
+    last_head_at: datetime | None
+
+
+@dataclass
+class Entry:
+    leaf_index: int
+    source_topic: str
+    source_partition: int
+    source_offset: int
+    source_event_id: str | None
+    source_event_type: str | None
+    leaf_hash: bytes
+    appended_at: datetime
+
+
+@dataclass
+class Head:
+    tree_size: int
+    root: bytes
+    signatures: list[dict[str, Any]]  # {"key_id", "algorithm", "value" (hex)}
+    note: str
+    signed_at: datetime
+    published: bool = False
+
+
+@dataclass
+class BatchCommit:
+    expected_size: int
+    tree_size: int
+    compact: bytes
+    tiles: dict[tuple[int, int], bytes]
+    entries: list[Entry]
+    positions: dict[tuple[str, int], int]
+    heads: list[Head] = field(default_factory=list)
+
+
+class AuditStore:
+    """One log's rows in Postgres. ``start()`` connects and creates the tables."""
+
+    def __init__(self, dsn: str, log_id: str, *, schema: str = "audit") -> None:
+        self._dsn = dsn
+        self.log_id = log_id
+        self._schema = schema
+        self._conn: psycopg.AsyncConnection | None = None
+
+    def _q(self, text: str) -> sql.Composed:
+        return sql.SQL(text).format(schema=sql.Identifier(self._schema))
+
+    @property
+    def conn(self) -> psycopg.AsyncConnection:
+        if self._conn is None:
+            raise AuditStoreError("audit store not started", retriable=False)
+        return self._conn
+
+    async def start(self) -> None:
+        try:
+            self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=False)
+            async with self._conn.transaction():
+                await self._conn.execute("SELECT pg_advisory_xact_lock(6962)")
+                await self._conn.execute(self._q(_DDL))
+                await self._conn.execute(
+                    self._q("INSERT INTO {schema}.logs (log_id, tree_size, compact, published_through) "
+                            "VALUES (%s, 0, '', 0) ON CONFLICT DO NOTHING"), (self.log_id,))
+        except psycopg.OperationalError as e:
+            raise AuditStoreError(f"cannot reach Postgres: {e}", retriable=True) from e
+
+    async def close(self) -> None:
+        if self._conn is not None:
+            await self._conn.close()
+            self._conn = None
+
+    async def _live(self) -> psycopg.AsyncConnection:
+        """The connection, reconnected if Postgres dropped it (a restart, a network blip)."""
+        if self._conn is None:
+            raise AuditStoreError("audit store not started", retriable=False)
+        if self._conn.closed:
+            try:
+                self._conn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=False)
+            except psycopg.OperationalError as e:
+                raise AuditStoreError(f"cannot reach Postgres: {e}", retriable=True) from e
+        return self._conn
+
+    async def load(self) -> LoadedState:
+        try:
+            return await self._load(await self._live())
+        except psycopg.Error as e:
+            raise AuditStoreError(f"cannot load the audit log: {e}", retriable=True) from e
+
+    async def _load(self, c: psycopg.AsyncConnection) -> LoadedState:
+        from streams.audit.tiles import TileBuilder
+
+        async with c.transaction():
+            cur = await c.execute(self._q(
+                "SELECT tree_size, compact, published_through FROM {schema}.logs WHERE log_id = %s"),
+                (self.log_id,))
+            size, compact, published = await cur.fetchone()
+            cur = await c.execute(self._q(
+                "SELECT topic, partition, next_offset FROM {schema}.positions WHERE log_id = %s"), (self.log_id,))
+            positions = {(t, p): o for t, p, o in await cur.fetchall()}
+            partial = {}
+            for level, idx, width in TileBuilder.partial_tiles_of(size):
+                cur = await c.execute(self._q(
+                    "SELECT hashes FROM {schema}.tiles WHERE log_id = %s AND level = %s AND idx = %s"),
+                    (self.log_id, level, idx))
+                row = await cur.fetchone()
+                partial[(level, idx)] = bytes(row[0])[: width * 32]
+            cur = await c.execute(self._q(
+                "SELECT tree_size, signed_at FROM {schema}.heads WHERE log_id = %s "
+                "ORDER BY tree_size DESC LIMIT 1"), (self.log_id,))
+            head = await cur.fetchone()
+        return LoadedState(size, bytes(compact), published, positions, partial,
+                           head[0] if head else 0, head[1] if head else None)
+
+    async def commit(self, batch: BatchCommit) -> None:
+        """Write one batch atomically; raises WriterConflict if the tree moved under us.
+
+        Every database error is retriable: the audit log stalls (and says so) rather than skip a leaf.
+        """
+        c = await self._live()
+        try:
+            async with c.transaction():
+                cur = await c.execute(self._q(
+                    "UPDATE {schema}.logs SET tree_size = %s, compact = %s, updated_at = now() "
+                    "WHERE log_id = %s AND tree_size = %s"),
+                    (batch.tree_size, batch.compact, self.log_id, batch.expected_size))
+                if cur.rowcount != 1:
+                    found = await c.execute(self._q("SELECT tree_size FROM {schema}.logs WHERE log_id = %s"),
+                                            (self.log_id,))
+                    raise WriterConflict(self.log_id, batch.expected_size, (await found.fetchone())[0])
+                async with c.cursor() as cur:
+                    await cur.executemany(self._q(
+                        "INSERT INTO {schema}.tiles (log_id, level, idx, width, hashes) VALUES (%s, %s, %s, %s, %s) "
+                        "ON CONFLICT (log_id, level, idx) DO UPDATE SET width = excluded.width, "
+                        "hashes = excluded.hashes WHERE {schema}.tiles.width < excluded.width"),
+                        [(self.log_id, lvl, idx, len(h) // 32, h) for (lvl, idx), h in batch.tiles.items()])
+                    await cur.executemany(self._q(
+                        "INSERT INTO {schema}.positions (log_id, topic, partition, next_offset) VALUES (%s, %s, %s, %s) "
+                        "ON CONFLICT (log_id, topic, partition) DO UPDATE SET next_offset = excluded.next_offset"),
+                        [(self.log_id, t, p, o) for (t, p), o in batch.positions.items()])
+                    if batch.entries:
+                        async with cur.copy(self._q(
+                            "COPY {schema}.entries (log_id, leaf_index, source_topic, source_partition, "
+                            "source_offset, source_event_id, source_event_type, leaf_hash, appended_at) "
+                            "FROM STDIN")) as copy:
+                            for e in batch.entries:
+                                await copy.write_row((
+                                    self.log_id, e.leaf_index, e.source_topic, e.source_partition,
+                                    e.source_offset, e.source_event_id, e.source_event_type,
+                                    e.leaf_hash, e.appended_at))
+                    for h in batch.heads:
+                        await cur.execute(self._q(
+                            "INSERT INTO {schema}.heads (log_id, tree_size, root, signatures, note, signed_at) "
+                            "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"),
+                            (self.log_id, h.tree_size, h.root, json.dumps(h.signatures), h.note, h.signed_at))
+        except psycopg.Error as e:
+            raise AuditStoreError(f"audit commit failed: {e}", retriable=True) from e
+
+    async def mark_published(self, through: int, head_sizes: list[int]) -> None:
+        c = await self._live()
+        try:
+            async with c.transaction():
+                await c.execute(self._q(
+                    "UPDATE {schema}.logs SET published_through = GREATEST(published_through, %s) WHERE log_id = %s"),
+                    (through, self.log_id))
+                if head_sizes:
+                    await c.execute(self._q(
+                        "UPDATE {schema}.heads SET published = true WHERE log_id = %s AND tree_size = ANY(%s)"),
+                        (self.log_id, head_sizes))
+        except psycopg.Error as e:
+            raise AuditStoreError(f"audit bookkeeping failed: {e}", retriable=True) from e
+
+    # ---------------------------------------------------------------- reads
+
+    async def entries(self, start: int, end: int) -> list[Entry]:
+        cur = await self.conn.execute(self._q(
+            "SELECT leaf_index, source_topic, source_partition, source_offset, source_event_id::text, "
+            "source_event_type, leaf_hash, appended_at FROM {schema}.entries "
+            "WHERE log_id = %s AND leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index"),
+            (self.log_id, start, end))
+        rows = await cur.fetchall()
+        await self.conn.rollback()
+        return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]) for r in rows]
+
+    async def entry_for_event(self, event_id: str) -> Entry | None:
+        cur = await self.conn.execute(self._q(
+            "SELECT leaf_index, source_topic, source_partition, source_offset, source_event_id::text, "
+            "source_event_type, leaf_hash, appended_at FROM {schema}.entries "
+            "WHERE log_id = %s AND source_event_id = %s ORDER BY leaf_index LIMIT 1"), (self.log_id, event_id))
+        r = await cur.fetchone()
+        await self.conn.rollback()
+        return Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]) if r else None
+
+    async def tiles(self, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        if not wanted:
+            return {}
+        # an OR of primary-key equalities: a bitmap of index probes, never a scan of the log's tiles
+        ors = sql.SQL(" OR ").join(sql.SQL("(level = {} AND idx = {})").format(sql.Literal(lvl), sql.Literal(idx))
+                                   for lvl, idx in sorted(wanted))
+        query = sql.SQL("SELECT level, idx, hashes FROM {schema}.tiles WHERE log_id = %s AND ({ors})").format(
+            schema=sql.Identifier(self._schema), ors=ors)
+        cur = await self.conn.execute(query, (self.log_id,))
+        rows = await cur.fetchall()
+        await self.conn.rollback()
+        return {(lvl, idx): bytes(h) for lvl, idx, h in rows}
+
+    async def all_tiles(self) -> list[tuple[int, int, bytes]]:
+        cur = await self.conn.execute(self._q(
+            "SELECT level, idx, hashes FROM {schema}.tiles WHERE log_id = %s ORDER BY level, idx"), (self.log_id,))
+        rows = await cur.fetchall()
+        await self.conn.rollback()
+        return [(lvl, idx, bytes(h)) for lvl, idx, h in rows]
+
+    async def heads(self, *, unpublished_only: bool = False) -> list[Head]:
+        cur = await self.conn.execute(self._q(
+            "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
+            "WHERE log_id = %s" + (" AND NOT published" if unpublished_only else "") + " ORDER BY tree_size"),
+            (self.log_id,))
+        rows = await cur.fetchall()
+        await self.conn.rollback()
+        return [Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
+
+    async def head_at_least(self, size: int) -> Head | None:
+        cur = await self.conn.execute(self._q(
+            "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
+            "WHERE log_id = %s AND tree_size >= %s ORDER BY tree_size LIMIT 1"), (self.log_id, size))
+        r = await cur.fetchone()
+        await self.conn.rollback()
+        return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None
+
+    async def latest_head(self) -> Head | None:
+        cur = await self.conn.execute(self._q(
+            "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
+            "WHERE log_id = %s ORDER BY tree_size DESC LIMIT 1"), (self.log_id,))
+        r = await cur.fetchone()
+        await self.conn.rollback()
+        return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None
+
+    async def head(self, size: int) -> Head | None:
+        cur = await self.conn.execute(self._q(
+            "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
+            "WHERE log_id = %s AND tree_size = %s"), (self.log_id, size))
+        r = await cur.fetchone()
+        await self.conn.rollback()
+        return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None

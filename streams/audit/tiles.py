@@ -1,0 +1,178 @@
+"""Tiles (tlog-tiles layout) and proof generation from them.
+
+A tile at tile-level T and index N holds up to 256 hashes: the nodes of tree level 8·T with
+indexes N·256 .. N·256+255. A node at level L = 8·T + k is recomputed from the 2^k hashes of its
+tile below it, so an inclusion or consistency proof reads one or two tiles per tile-level.
+A tile's stored hashes never change; a partial tile (width < 256) only grows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+from streams.audit.hashing import node_hash
+
+TILE_HEIGHT = 8
+TILE_WIDTH = 1 << TILE_HEIGHT
+
+#: Fetches tiles: {(tile_level, tile_index)} -> {(tile_level, tile_index): concatenated hashes}.
+TileFetcher = Callable[[set[tuple[int, int]]], dict[tuple[int, int], bytes]]
+
+
+def tile_of(level: int, index: int) -> tuple[int, int, int, int]:
+    """(tile level, tile index, first slot, number of slots) holding node (level, index)."""
+    t, k = divmod(level, TILE_HEIGHT)
+    first = index << k
+    return t, first >> TILE_HEIGHT, first % TILE_WIDTH, 1 << k
+
+
+def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
+    """[start, end) as perfect subtree nodes (level, index), left to right (start aligned)."""
+    out = []
+    while start < end:
+        level = (start & -start).bit_length() - 1 if start else 63
+        while (1 << level) > end - start:
+            level -= 1
+        out.append((level, start >> level))
+        start += 1 << level
+    return out
+
+
+def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
+    """The [start, end) ranges whose MTHs form PATH(index, D[0:size]), bottom-up (RFC 6962 §2.1.1)."""
+    out: list[tuple[int, int]] = []
+
+    def path(m: int, lo: int, hi: int) -> None:
+        n = hi - lo
+        if n <= 1:
+            return
+        k = 1 << ((n - 1).bit_length() - 1)
+        if m < k:
+            path(m, lo, lo + k)
+            out.append((lo + k, hi))
+        else:
+            path(m - k, lo + k, hi)
+            out.append((lo, lo + k))
+
+    path(index, 0, size)
+    return out
+
+
+def consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
+    """The ranges whose MTHs form PROOF(m, D[0:n]) (RFC 6962 §2.1.2), 0 < m < n."""
+    out: list[tuple[int, int]] = []
+
+    def subproof(m: int, lo: int, hi: int, b: bool) -> None:
+        n = hi - lo
+        if m == n:
+            if not b:
+                out.append((lo, hi))
+            return
+        k = 1 << ((n - 1).bit_length() - 1)
+        if m <= k:
+            subproof(m, lo, lo + k, b)
+            out.append((lo + k, hi))
+        else:
+            subproof(m - k, lo + k, hi, False)
+            out.append((lo, lo + k))
+
+    subproof(m, 0, n, True)
+    return out
+
+
+class TileReader:
+    """Node hashes of a tree of a given size, read from tiles (fetched in one round per proof)."""
+
+    def __init__(self, fetch: TileFetcher) -> None:
+        self._fetch = fetch
+
+    def range_hashes(self, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
+        ranges = list(ranges)
+        nodes = {n for lo, hi in ranges for n in perfect_subtrees(lo, hi)}
+        wanted = {tile_of(lvl, idx)[:2] for lvl, idx in nodes}
+        tiles = self._fetch(wanted)
+        cache: dict[tuple[int, int], bytes] = {}
+        for lvl, idx in nodes:
+            cache[(lvl, idx)] = _node_from_tile(tiles, lvl, idx)
+        out = []
+        for lo, hi in ranges:
+            subs = [cache[n] for n in perfect_subtrees(lo, hi)]
+            r = subs[-1]
+            for h in reversed(subs[:-1]):
+                r = node_hash(h, r)
+            out.append(r)
+        return out
+
+    def inclusion_proof(self, index: int, size: int) -> list[bytes]:
+        if not 0 <= index < size:
+            raise IndexError(f"leaf {index} is not in a tree of size {size}")
+        return self.range_hashes(inclusion_ranges(index, size))
+
+    def consistency_proof(self, m: int, n: int) -> list[bytes]:
+        if not 0 < m <= n:
+            raise IndexError(f"no consistency proof from {m} to {n}")
+        return [] if m == n else self.range_hashes(consistency_ranges(m, n))
+
+    def leaf_hash(self, index: int) -> bytes:
+        return self.range_hashes([(index, index + 1)])[0]
+
+    def root(self, size: int) -> bytes:
+        return self.range_hashes([(0, size)])[0]
+
+
+def _node_from_tile(tiles: dict[tuple[int, int], bytes], level: int, index: int) -> bytes:
+    t, n, first, count = tile_of(level, index)
+    data = tiles.get((t, n))
+    if data is None or len(data) < (first + count) * 32:
+        raise LookupError(f"tile {t}/{n} does not hold node {level}/{index}")
+    hs = [data[i * 32:(i + 1) * 32] for i in range(first, first + count)]
+    while len(hs) > 1:
+        hs = [node_hash(hs[i], hs[i + 1]) for i in range(0, len(hs), 2)]
+    return hs[0]
+
+
+class TileBuilder:
+    """The right-edge tiles of a growing tree: collects completed nodes, hands out changed tiles."""
+
+    def __init__(self, partial: dict[tuple[int, int], bytes] | None = None) -> None:
+        self._tiles: dict[tuple[int, int], bytearray] = {k: bytearray(v) for k, v in (partial or {}).items()}
+        self._dirty: set[tuple[int, int]] = set()
+
+    @staticmethod
+    def partial_tiles_of(size: int) -> list[tuple[int, int, int]]:
+        """(tile level, tile index, width) of every partial tile of a tree of ``size`` leaves."""
+        out, t = [], 0
+        while (size >> (TILE_HEIGHT * t)) > 0:
+            count = size >> (TILE_HEIGHT * t)
+            if count % TILE_WIDTH:
+                out.append((t, count // TILE_WIDTH, count % TILE_WIDTH))
+            t += 1
+        return out
+
+    def add(self, completed: Iterable[tuple[int, int, bytes]]) -> None:
+        for level, index, h in completed:
+            if level % TILE_HEIGHT:
+                continue
+            t = level // TILE_HEIGHT
+            key = (t, index >> TILE_HEIGHT)
+            buf = self._tiles.setdefault(key, bytearray())
+            if len(buf) != (index % TILE_WIDTH) * 32:
+                raise ValueError(f"node {level}/{index} out of order in tile {key}")
+            buf += h
+            self._dirty.add(key)
+
+    def take_dirty(self) -> dict[tuple[int, int], bytes]:
+        """Tiles changed since the last call; full tiles are then forgotten (they never change)."""
+        out = {k: bytes(self._tiles[k]) for k in self._dirty}
+        for k, v in out.items():
+            if len(v) == TILE_WIDTH * 32:
+                del self._tiles[k]
+        self._dirty.clear()
+        return out
+
+    def snapshot(self) -> TileBuilder:
+        """An independent copy (appends to it do not touch this one)."""
+        copy = TileBuilder()
+        copy._tiles = {k: bytearray(v) for k, v in self._tiles.items()}
+        copy._dirty = set(self._dirty)
+        return copy

@@ -1,0 +1,84 @@
+"""Crash test: SIGKILL `qi worker validate` mid-stream, several times, and restart it.
+
+Every input gets at least one verdict; a duplicate verdict carries the same event_id
+(and the same verdict) as the first; lifecycle state survives the kills (revocations
+judged after a restart need the recovered certificate table).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+
+import pytest
+
+from qi.platform import Platform
+from tests.conftest import make_settings
+from tests.streams.validation import world as w
+from tests.streams.validation.stack import Outputs, WorkerProcess, publish, worker_env
+
+pytestmark = pytest.mark.stack
+
+CHUNKS, PER_CHUNK, KILLS = 8, 40, 3
+
+
+def test_sigkilled_worker_restarts_without_losing_or_changing_verdicts(local_stack, stack_env, tmp_path) -> None:
+    rnd = random.Random(11)
+    prefix = f"cr{os.getpid()}."
+    platform = Platform(make_settings(local_stack, prefix))
+    asyncio.run(platform.ensure_topics())
+    chunks = []
+    for _ in range(CHUNKS):
+        chunk = []
+        for i in range(PER_CHUNK):
+            cert = w.certificate(w.uid("K"), "lab", "lab/1", "tw-1")
+            chunk.append(cert)
+            if i % 2 == 0:
+                chunk.append(w.revoke_cert(cert.certificate_id))
+        chunks.append(chunk)
+    inputs = [e for c in chunks for e in c]
+    worker = WorkerProcess(worker_env(stack_env, prefix), tmp_path / "worker.log")
+
+    async def go():
+        await publish(platform, w.register("lab", "lab/1", ["calibration.pressure"]), w.twin("tw-1"))
+        worker.start()
+
+        async def producer():
+            for chunk in chunks:
+                await publish(platform, *chunk)
+                await asyncio.sleep(1.0)
+
+        async def killer(out: Outputs):
+            for _ in range(KILLS):
+                # Kill only once this process is mid-stream: it has judged some new inputs.
+                seen = len(out.validated)
+                await out.until(lambda: len(out.validated) >= seen + rnd.randrange(5, 60), timeout_s=60)
+                worker.kill()
+                kills.append(len(out.validated))
+                worker.start()
+
+        kills: list[int] = []
+        async with Outputs(platform) as out:
+            await asyncio.gather(producer(), killer(out))
+            await out.until(lambda: all(out.validated.get(str(e.event_id)) for e in inputs), timeout_s=120)
+            await asyncio.sleep(1)
+            await out.poll()
+            print(f"killed after {kills} of {len(inputs)} inputs had verdicts")
+            assert kills[-1] < len(inputs), "the last kill came after the stream was done"
+            return out
+
+    try:
+        out = asyncio.run(go())
+        assert worker.alive(), worker.log()[-3000:]
+    finally:
+        worker.stop()
+    assert worker.starts == KILLS + 1
+    duplicates = 0
+    for e in inputs:
+        verdicts = out.validated[str(e.event_id)]
+        assert len({v["event_id"] for v in verdicts}) == 1
+        assert {v["verdict"] for v in verdicts} == {"VALID"}, (e.event_type, verdicts[0]["checks"])
+        duplicates += len(verdicts) - 1
+    assert not out.dead
+    print(f"{len(inputs)} inputs, {duplicates} duplicate verdicts after {KILLS} kills")
