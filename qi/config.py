@@ -139,6 +139,19 @@ class LogSettings(BaseSettings):
     level: Literal["debug", "info", "warning", "error"] = "info"
 
 
+class AnomalySettings(BaseSettings):
+    """The scoring worker (``QI_ANOMALY_*``); the scorer's own defaults are in streams/anomaly/config.py."""
+
+    model_config = _cfg("QI_ANOMALY_")
+
+    snapshot_every_batches: int = Field(20, ge=1, description="write scorer snapshots every N batches...")
+    snapshot_every_s: float = Field(5.0, gt=0, description="...or after this many seconds, whichever first")
+    warmup: int = Field(128, ge=1, description="readings per sensor before its scores count")
+    raise_at: float = Field(0.5, gt=0, le=1, description="score that raises an alert (p <= 1e-4)")
+    clear_at: float = Field(0.25, ge=0, le=1, description="score below which an alert calms down")
+    clear_after: int = Field(12, ge=1, description="readings below clear_at that clear an alert")
+
+
 class Settings(BaseModel):
     """Everything, composed. Build it with :meth:`from_env` at the program's edge."""
 
@@ -153,6 +166,7 @@ class Settings(BaseModel):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     validation: "ValidationSettings" = Field(default_factory=lambda: ValidationSettings())
 
     @classmethod
@@ -169,6 +183,7 @@ class Settings(BaseModel):
             runner=RunnerSettings(),
             audit=AuditSettings(),
             fleet=FleetSettings(),
+            anomaly=AnomalySettings(),
             validation=ValidationSettings(),
         )
 

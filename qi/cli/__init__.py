@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.anomaly import anomaly
 from qi.cli.audit import audit
 from qi.cli.demo import demo
 from qi.cli.replay import replay
@@ -34,6 +35,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+cli.add_command(anomaly)
 worker.add_command(validate)
 for command in (keys, issuers, certificates):
     cli.add_command(command)
