@@ -154,7 +154,7 @@ async def main(args: argparse.Namespace) -> None:
                   f"peak RSS {ours['peak_rss_mb']:.0f} MB", file=sys.stderr)
     finally:
         if stack is not None:
-            stack.down()
+            stack.down(purge=True)
     r100, r10k = results[100], results[10_000]
     row = {"floor_per_s": round(r100["floor"]), "ours_per_s": round(r100["per_s"]),
            "ratio": round(r100["per_s"] / r100["floor"], 3),

@@ -73,6 +73,10 @@ class StackSettings(BaseSettings):
     run_dir: Path = Field(Path(".qi"), description="where the local stack keeps data, logs and state")
     mqtt_broker: Literal["auto", "mosquitto", "amqtt"] = "auto"
     start_timeout_s: float = 60.0
+    log_storage: Literal["durable", "memory"] = Field(
+        "durable", description="durable: the broker's log in a local object store, kept by `qi stack down`; "
+        "memory: gone when the broker stops (fast, for tests)",
+    )
 
 
 class RunnerSettings(BaseSettings):

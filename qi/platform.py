@@ -50,7 +50,8 @@ class Platform:
     @cached_property
     def stack(self) -> LocalStack:
         s = self.settings.stack
-        return LocalStack(s.run_dir, mqtt_broker=s.mqtt_broker, start_timeout_s=s.start_timeout_s)
+        return LocalStack(s.run_dir, mqtt_broker=s.mqtt_broker, start_timeout_s=s.start_timeout_s,
+                          log_storage=s.log_storage, topic_prefix=self.settings.kafka.topic_prefix)
 
     @property
     def uses_local_stack(self) -> bool:
