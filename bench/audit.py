@@ -196,7 +196,7 @@ async def main(args) -> None:
                                        "verify_leaves": rep.leaves, "verify_s": round(verify_s, 2)})
     finally:
         if stack is not None:
-            stack.down()
+            stack.down(purge=True)
 
 
 if __name__ == "__main__":

@@ -140,7 +140,7 @@ async def main(args) -> None:
         report("publish", rows, params={**vars(args), "partitions": PARTITIONS, "bytes_per_event": len(pairs[0][1])})
     finally:
         if stack is not None:
-            stack.down()
+            stack.down(purge=True)
 
 
 if __name__ == "__main__":

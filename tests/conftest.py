@@ -38,12 +38,12 @@ def catalog() -> SchemaCatalog:
 def local_stack() -> Iterator[LocalStack]:
     """Broker, Postgres, Redis and MQTT broker as real processes; chDB directory for ClickHouse."""
     run_dir = ROOT / ".qi" / f"test-session-{os.getpid()}"
-    stack = LocalStack(run_dir, start_timeout_s=90)
+    stack = LocalStack(run_dir, start_timeout_s=90, log_storage="memory")  # durability: tests/qi/test_durable_log.py
     try:
         stack.up()
         yield stack
     finally:
-        stack.down()
+        stack.down(purge=True)
         shutil.rmtree(run_dir, ignore_errors=True)
 
 

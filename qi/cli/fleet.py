@@ -115,9 +115,13 @@ def ps(platform: Platform) -> None:
 
 @click.command()
 @click.option("--keep-stack", is_flag=True, help="stop the workers only")
+@click.option("--purge", is_flag=True, help="also delete the local stack's data (the log and every read model)")
 @click.pass_obj
-def down(platform: Platform, keep_stack: bool) -> None:
-    """Stop every worker (SIGTERM, then SIGKILL after a grace period), then the local stack."""
+def down(platform: Platform, keep_stack: bool, purge: bool) -> None:
+    """Stop every worker (SIGTERM, then SIGKILL after a grace period), then the local stack.
+
+    Data is kept (the log survives, `qi up` resumes where it was) unless --purge.
+    """
     rec = _supervisor_record(platform)
     if rec is not None:
         res = process.stop(rec, grace_s=platform.settings.fleet.stop_grace_s + 10)
@@ -125,7 +129,8 @@ def down(platform: Platform, keep_stack: bool) -> None:
         click.echo("workers stopped" if res.was_running else "no workers were running")
     if not keep_stack and platform.uses_local_stack:
         try:
-            results = platform.stack.down()
+            results = platform.stack.down(purge=purge)
         except USER_ERRORS as e:
             fail(str(e))
-        click.echo(f"stack stopped ({sum(r.was_running for r in results)} process(es))")
+        click.echo(f"stack stopped ({sum(r.was_running for r in results)} process(es))"
+                   + ("; data deleted" if purge else f"; data kept in {platform.stack.data_dir}"))

@@ -42,15 +42,17 @@ def status(platform: Platform) -> None:
 
 
 @stack.command()
+@click.option("--purge", is_flag=True, help="also delete the data: the Kafka log, Postgres, Redis, ClickHouse")
 @click.pass_obj
-def down(platform: Platform) -> None:
-    """Stop exactly the processes `up` started and discard their data (logs are kept)."""
+def down(platform: Platform, purge: bool) -> None:
+    """Stop exactly the processes `up` started. Data stays for the next `up` unless --purge."""
     try:
-        results = platform.stack.down()
+        results = platform.stack.down(purge=purge)
     except USER_ERRORS as e:
         fail(str(e))
     stopped = [r for r in results if r.was_running]
     click.echo(f"stopped {len(stopped)} process(es)" + (": " + ", ".join(str(r.pid) for r in stopped) if stopped else ""))
+    click.echo(f"data {'deleted' if purge else 'kept'}: {platform.stack.data_dir}")
 
 
 @click.group()

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import os
 
 import click
+import structlog
 
 from qi.cli._common import USER_ERRORS, fail
 from qi.platform import Platform
@@ -28,6 +30,11 @@ def validate(platform: Platform) -> None:
         serde = loop.run_until_complete(platform.serde())
     except USER_ERRORS as e:
         fail(str(e))
-    app = platform.validation_app(serde)
-    worker = faust.Worker(app, loop=loop, loglevel="WARNING", redirect_stdouts=False, override_logging=False)
-    worker.execute_from_commandline()
+    instance = platform.settings.runner.instance or f"validate-{os.getpid()}"
+    structlog.contextvars.bind_contextvars(worker="validate", instance=instance)
+    app = platform.validation_app(serde, instance=instance)
+    worker = faust.Worker(app, loop=loop, loglevel=platform.settings.log.level.upper(), redirect_stdouts=False, override_logging=False)
+    try:
+        worker.execute_from_commandline()
+    finally:  # the announcement must not outlive the process (qi ps would ask a dead port)
+        (platform.stack.run_dir / "health" / f"{instance}.json").unlink(missing_ok=True)

@@ -2,8 +2,8 @@
 
 ``LocalStack(run_dir).up()`` starts what is not running, ``status()`` checks
 health, ``down()`` stops exactly the processes it started (by pid and start
-time) and discards their data (the broker's log is memory-only, so derived
-data would be orphaned; docs/decisions/0003-embedded-stack.md).
+time) and keeps their data: the broker's log lives in a local object store
+(docs/decisions/0070-durable-embedded-log.md); ``down(purge=True)`` deletes it.
 """
 
 from qi.stack.errors import StackError

@@ -15,7 +15,16 @@ from pydantic import BaseModel
 
 from qi.stack import process
 from qi.stack.errors import StackError
-from qi.stack.services import Kafka, Mqtt, Postgres, Redis, Service, check_clickhouse
+from qi.stack.services import (
+    Kafka,
+    Mqtt,
+    ObjectStore,
+    Postgres,
+    Redis,
+    SchemaRegistry,
+    Service,
+    check_clickhouse,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -44,10 +53,22 @@ class ServiceStatus:
 class LocalStack:
     """The embedded stack under one run directory."""
 
-    def __init__(self, run_dir: Path, *, mqtt_broker: str = "auto", start_timeout_s: float = 60.0) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        *,
+        mqtt_broker: str = "auto",
+        start_timeout_s: float = 60.0,
+        log_storage: str = "durable",
+        topic_prefix: str = "",
+    ) -> None:
         self.run_dir = run_dir.resolve()
         self._timeout = start_timeout_s
-        self.services: list[Service] = [Kafka(), Postgres(), Redis(), Mqtt(mqtt_broker)]
+        self.log_storage = log_storage
+        durable: list[Service] = [ObjectStore()] if log_storage == "durable" else []
+        self.services: list[Service] = [
+            *durable, Kafka(log_storage), Postgres(), Redis(), Mqtt(mqtt_broker), SchemaRegistry(topic_prefix),
+        ]
 
     # --- paths and state -------------------------------------------------
     @property
@@ -94,11 +115,18 @@ class LocalStack:
         """Start every service that is not running; wait until all are healthy; return URLs."""
         with self._locked():
             state = self.load_state()
+            by_name = {svc.name: svc for svc in self.services}
+            started: set[str] = set()
             for svc in self.services:
                 current = state.services.get(svc.name)
                 if current and process.process_of(current.process):
-                    continue
-                state.services[svc.name] = self._start(svc)
+                    if not started.intersection(svc.depends_on):
+                        continue
+                    process.stop(current.process)  # it points at a dependency that has moved
+                started.add(svc.name)
+                for dep in svc.depends_on:
+                    self._wait_healthy(by_name[dep], state.services[dep])
+                state.services[svc.name] = self._start(svc, self.urls(state))
                 self._save(state)
             (self.data_dir / "clickhouse").mkdir(parents=True, exist_ok=True)
             state.clickhouse_dsn = self.clickhouse_dsn
@@ -107,11 +135,11 @@ class LocalStack:
                 self._wait_healthy(svc, state.services[svc.name])
             return self.urls(state)
 
-    def _start(self, svc: Service) -> ServiceState:
+    def _start(self, svc: Service, urls: dict[str, str]) -> ServiceState:
         port = process.free_port()
-        launch = svc.prepare(self.data_dir / svc.name, port)
+        launch = svc.prepare(self.data_dir / svc.name, port, urls)
         logfile = self.log_dir / f"{svc.name}.log"
-        rec = process.spawn(launch.argv, log=logfile, cwd=self.run_dir, user=launch.user)
+        rec = process.spawn(launch.argv, log=logfile, cwd=self.run_dir, user=launch.user, env=launch.env)
         log.info("stack.started", service=svc.name, pid=rec.pid, port=port)
         if not process.wait_for_port(port, self._timeout, rec):
             process.stop(rec)
@@ -170,8 +198,12 @@ class LocalStack:
             out.append(ServiceStatus("clickhouse", state.clickhouse_dsn, None, healthy, healthy, detail))
         return out
 
-    def down(self) -> list[process.StopResult]:
-        """Stop exactly the processes this stack started, then discard their data."""
+    def down(self, *, purge: bool = False) -> list[process.StopResult]:
+        """Stop exactly the processes this stack started; with ``purge``, also delete their data.
+
+        Without ``purge`` the data stays: the next ``up`` finds the log, the
+        read models and the registrations where they were (decision 0070).
+        """
         with self._locked():
             state = self.load_state()
             results = []
@@ -179,6 +211,8 @@ class LocalStack:
                 res = process.stop(state.services[name].process)
                 log.info("stack.stopped", service=name, pid=res.pid, was_running=res.was_running, killed=res.killed)
                 results.append(res)
-            shutil.rmtree(self.data_dir, ignore_errors=True)
+            if purge:
+                shutil.rmtree(self.data_dir, ignore_errors=True)
+                log.info("stack.purged", data_dir=str(self.data_dir))
             self.state_file.unlink(missing_ok=True)
             return results

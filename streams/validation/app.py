@@ -1,28 +1,33 @@
 """The certificate-validation worker as a faust-streaming app, built by :func:`build_app`.
 
-Three agents and a timer, over tables of JSON bytes under raw (bytes) keys
-(faust's default JSON key serializer breaks changelog recovery of bytes keys):
-
-* ``issuers`` topic -> GlobalTable ``issuers`` (replicated to every worker);
-* ``twins`` topic -> GlobalTable ``twins``;
 * ``certificates`` topic and the internal ``recheck`` topic (same partition
-  count) -> Table ``certs`` keyed by certificate id, plus the GlobalTable
-  ``index`` (certificate id -> issued_at, status) that supersession checks read
-  across partitions. Outputs: CertificateValidated, CertificateExpiring,
-  DeadLetter.
-* a timer that walks the local ``certs`` partitions every
-  ``recheck_interval_s`` and sends a recheck message to the certificate's own
-  partition when a pending certificate's missing fact arrived, its pending
-  bound passed, or its expiry alert is due. Table writes happen only in the
-  agent (faust refuses them outside a stream), so the timer only reads.
+  count) -> the agent that judges, with the lifecycle in the faust Table
+  ``certs`` keyed by certificate id (changelog-backed, recovered after a
+  crash), and the certificate index (id -> issued_at, status) that
+  supersession checks read across partitions, written to the GlobalTable
+  ``index`` (its changelog is the index topic). Outputs: CertificateValidated,
+  CertificateExpiring, DeadLetter.
+* issuer keys, twins and the index are read by every worker in full by a
+  :class:`~streams.validation.replica.FactReplica` (a GlobalTable written by an
+  agent is not replicated to the group's other workers: faust-streaming #283,
+  reproduced here). The group's agents on the issuers and twins topics only
+  dead-letter poison, once per record.
+* a timer walks the local ``certs`` partitions every ``recheck_interval_s`` and
+  sends a recheck message to the certificate's own partition when a pending
+  certificate's missing fact arrived, its pending bound passed, or its expiry
+  alert is due. Table writes happen only in the agent (faust refuses them
+  outside a stream), so the timer only reads.
 
-faust commits input offsets only after its producer flushed (outputs and
-changelog writes), so processing is at-least-once; outputs carry event ids
-derived from their input, and redelivered inputs re-emit the stored verdict.
+Tables hold JSON bytes under raw bytes keys with explicit changelog topics
+(faust derives the JSON serializer from the types otherwise, and its recovery
+of bytes keys fails). faust commits input offsets only after its producer
+flushed (outputs and changelog writes): at-least-once; outputs carry event ids
+derived from their input and redelivered inputs re-emit the stored verdict.
 """
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -39,7 +44,9 @@ from events.topics import TopicNames
 from qi.config import ValidationSettings
 from streams.validation.checks import Policy
 from streams.validation.facts import CertState
-from streams.validation.judge import Judge, JudgeConfig, Tables
+from streams.validation.judge import Judge, JudgeConfig, Poisoned, Tables
+from streams.validation.replica import FactReplica, IndexView
+from streams.validation.schedule import Schedule
 
 log = structlog.get_logger(__name__)
 RECHECK = b"recheck"
@@ -62,8 +69,6 @@ class ValidationTopology:
         """The tables' changelog topics, as faust names them, with the partitions they need."""
         return {
             f"{self.app_id}-certs-changelog": self.cert_partitions,
-            f"{self.app_id}-issuers-changelog": self.issuer_partitions,
-            f"{self.app_id}-twins-changelog": self.twin_partitions,
             f"{self.app_id}-index-changelog": self.cert_partitions,
         }
 
@@ -94,8 +99,12 @@ def _consumed(msg: Any) -> ConsumedRecord:
 
 
 def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: ValidationTopology,
-              settings: ValidationSettings, data_dir: Path) -> faust.App:
-    """A fresh faust app for one worker process (no module-level app)."""
+              settings: ValidationSettings, data_dir: Path, health_server: Any = None) -> faust.App:
+    """A fresh faust app for one worker process (no module-level app).
+
+    ``health_server(health_fn)`` (optional) returns a started-later
+    :class:`~streams.health.HealthServer`; it is served on the app's loop.
+    """
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         topo.app_id,
@@ -124,18 +133,20 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
 
     raw = faust.Schema(key_type=bytes, value_type=bytes, key_serializer="raw", value_serializer="raw")
 
-    def table(factory: Any, name: str, partitions: int, *, synchronize_all_active_partitions: bool = False) -> Any:
+    def table(factory: Any, name: str, partitions: int) -> Any:
         changelog = app.topic(f"{topo.app_id}-{name}-changelog", schema=raw, partitions=partitions,
                               compacting=True, deleting=False, acks=False, internal=True)
-        t = factory(name, default=None, partitions=partitions, schema=raw, changelog_topic=changelog,
-                    **({"synchronize_all_active_partitions": True} if synchronize_all_active_partitions else {}))
+        t = factory(name, default=None, partitions=partitions, schema=raw, changelog_topic=changelog)
         t.key_serializer = t.value_serializer = "raw"  # faust derives "json" from the types otherwise
         return t
 
+    index_table = table(app.GlobalTable, "index", topo.cert_partitions)
+    replica = FactReplica(bootstrap=bootstrap, issuers_topic=topo.issuers, twins_topic=topo.twins,
+                          index_topic=f"{topo.app_id}-index-changelog", client_id=topo.app_id)
     tables = Tables(
-        issuers=table(app.GlobalTable, "issuers", topo.issuer_partitions, synchronize_all_active_partitions=True),
-        twins=table(app.GlobalTable, "twins", topo.twin_partitions, synchronize_all_active_partitions=True),
-        index=table(app.GlobalTable, "index", topo.cert_partitions, synchronize_all_active_partitions=True),
+        issuers=replica.issuers,
+        twins=replica.twins,
+        index=IndexView(index_table, replica.index),
         certs=table(app.Table, "certs", topo.cert_partitions),
     )
     judge = Judge(serde, topics, tables, JudgeConfig(
@@ -143,6 +154,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         pending_timeout=timedelta(seconds=settings.pending_timeout_s),
         expiring_lead=timedelta(seconds=settings.expiring_lead_s),
     ))
+    replica.bind(judge)
+    schedule = Schedule(timedelta(seconds=settings.expiring_lead_s))
     outputs: dict[str, faust.TopicT] = {}
     recheck_topic = raw_topic(topo.recheck, topo.cert_partitions)
 
@@ -151,23 +164,46 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             t = outputs.get(r.topic)
             if t is None:
                 t = outputs[r.topic] = raw_topic(r.topic)
-            await t.send(key=r.key, value=r.value)
+            t.send_soon(key=r.key, value=r.value)  # buffered; flushed before offsets commit
+
+    @app.task
+    async def follow_facts() -> None:
+        while True:  # a broker hiccup must not stop the replica (nor crash the app)
+            try:
+                await replica.start()
+                await replica.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001
+                log.exception("validation.facts_failed")
+                await asyncio.sleep(1.0)
+            finally:
+                await replica.close()
+
+    async def dead_letter_poison(stream: Any, family: str) -> None:
+        """The group's agents for the fact topics only dead-letter poison (once per record);
+        the facts themselves are folded by every worker's replica."""
+        async for event in stream.events():
+            rec = _consumed(event.message)
+            try:
+                await judge.decode(rec, family)
+            except Poisoned as p:
+                await send([judge.dead_letter(rec, p.kind, p.message)])
 
     @app.agent(raw_topic(topo.issuers, topo.issuer_partitions), name="issuers")
     async def on_issuers(stream: Any) -> None:
-        async for event in stream.events():
-            await send(await judge.on_issuer(_consumed(event.message)))
+        await dead_letter_poison(stream, "issuers")
 
     @app.agent(raw_topic(topo.twins, topo.twin_partitions), name="twins")
     async def on_twins(stream: Any) -> None:
-        async for event in stream.events():
-            await send(await judge.on_twin(_consumed(event.message)))
+        await dead_letter_poison(stream, "twins")
 
     certificate_channel = app.topic(topo.certificates, topo.recheck, key_type=bytes, value_type=bytes,
                                     key_serializer="raw", value_serializer="raw")
 
     @app.agent(certificate_channel, name="certificates")
     async def on_certificates(stream: Any) -> None:
+        await replica.ready.wait()  # never judge against a trust registry older than the log
         async for event in stream.events():
             msg = event.message
             try:
@@ -175,6 +211,9 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                     out = await judge.recheck(msg.key.decode())
                 else:
                     out = await judge.on_certificate(_consumed(msg))
+                if msg.key is not None:
+                    raw = tables.certs.get(msg.key)
+                    schedule.note(msg.key, CertState.from_bytes(raw) if raw is not None else None)
             except Exception as e:  # noqa: BLE001 - poison never kills the worker
                 log.exception("validation.processing_error", topic=msg.topic, offset=msg.offset)
                 if msg.topic == topo.recheck:
@@ -184,13 +223,35 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
 
     @app.timer(interval=settings.recheck_interval_s)
     async def recheck_due() -> None:
+        if not replica.ready.is_set():
+            return
         now = datetime.now(UTC)
-        active = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates}
-        for key, raw in list(tables.certs.items()):
-            if raw is None:
-                continue
-            state = CertState.from_bytes(raw)
-            if state.partition in active and judge.due(state, now):
-                await recheck_topic.send(key=key, value=RECHECK, partition=state.partition)
+        active = frozenset(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates)
+        try:
+            if active != schedule.assignment:
+                schedule.rebuild(active, list(tables.certs.items()))
+            keys = set(schedule.pending) | set(schedule.due_expiries(now.timestamp()))
+            for key in keys:
+                raw = tables.certs.get(key)
+                state = CertState.from_bytes(raw) if raw is not None else None
+                if state is None or state.partition not in active:
+                    schedule.pending.discard(key)
+                elif judge.due(state, now):
+                    await recheck_topic.send(key=key, value=RECHECK, partition=state.partition)
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the app
+            log.exception("validation.recheck_failed")
 
+    if health_server is not None:
+        def health() -> dict[str, object]:
+            assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates)
+            ready = replica.ready.is_set()
+            return {"ready": ready, "reason": None if ready else "catching up with issuers and twins",
+                    "certificate_partitions": assigned, "issuers": len(replica.issuers),
+                    "twins": len(replica.twins)}
+
+        server = health_server(health)
+
+        @app.task
+        async def serve_health() -> None:
+            await server.start()
     return app

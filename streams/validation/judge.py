@@ -21,6 +21,7 @@ passed, and then the missing checks FAIL ("... unknown after N s").
 
 from __future__ import annotations
 
+import functools
 from collections.abc import MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -93,9 +94,18 @@ class JudgeConfig:
     expiring_lead: timedelta = timedelta(days=30)
 
 
+@functools.lru_cache(maxsize=4096)
+def _parse_fact(kind: type, raw: bytes) -> Any:
+    return kind.from_bytes(raw)
+
+
 def _get(table: Table, key: str, kind: Any) -> Any:
     raw = table.get(key.encode())
-    return None if raw is None else kind.from_bytes(raw)
+    if raw is None:
+        return None
+    if kind is CertState:  # mutable: always a fresh copy
+        return kind.from_bytes(raw)
+    return _parse_fact(kind, bytes(raw))  # issuers, twins, index entries are immutable
 
 
 class Judge:
@@ -138,22 +148,24 @@ class Judge:
 
     # -- facts ------------------------------------------------------------------------------
 
-    async def on_issuer(self, rec: ConsumedRecord) -> list[OutgoingRecord]:
+    async def on_issuer(self, rec: ConsumedRecord, *, dead_letters: bool = True) -> list[OutgoingRecord]:
+        """Fold an issuers-topic record into ``issuers``; poison becomes a dead letter (or, with
+        ``dead_letters=False``, is skipped: a fact replica leaves that to the group's agent)."""
         try:
             event = await self.decode(rec, "issuers")
         except Poisoned as p:
-            return [self.dead_letter(rec, p.kind, p.message)]
+            return [self.dead_letter(rec, p.kind, p.message)] if dead_letters else []
         assert isinstance(event, IssuerKeyRegistered | IssuerKeyRevoked)
         new = apply_issuer_event(_get(self.t.issuers, event.issuer_id, Issuer), event)
         if new is not None:
             self.t.issuers[event.issuer_id.encode()] = new.to_bytes()
         return []
 
-    async def on_twin(self, rec: ConsumedRecord) -> list[OutgoingRecord]:
+    async def on_twin(self, rec: ConsumedRecord, *, dead_letters: bool = True) -> list[OutgoingRecord]:
         try:
             event = await self.decode(rec, "twins")
         except Poisoned as p:
-            return [self.dead_letter(rec, p.kind, p.message)]
+            return [self.dead_letter(rec, p.kind, p.message)] if dead_letters else []
         if isinstance(event, TwinRegistered | TwinDecommissioned):
             new = apply_twin_event(_get(self.t.twins, event.twin_id, Twin), event)
             if new is not None:
@@ -187,7 +199,7 @@ class Judge:
         state = _get(self.t.certs, cid, CertState)
         eid = str(event.event_id)
         if state is not None and eid in state.judged:  # redelivery: the same outputs again
-            return [self._validated_record(cid, bytes.fromhex(state.judged[eid]))]
+            return [self._validated_record(cid, bytes.fromhex(state.judged[eid]), event.event_id)]
         if state is not None and any(p["event_id"] == eid for p in state.pending):
             return []
         if state is not None and state.pending:  # queue behind the certificate's pending events
@@ -276,7 +288,7 @@ class Judge:
                              if c.outcome == "SKIPPED" else c for c in ev.checks], [], ev.bad_signature)
         out: list[OutgoingRecord] = []
         value = self._validated_value(event, ev)
-        out.append(self._validated_record(cid, value))
+        out.append(self._validated_record(cid, value, event.event_id))
         if ev.bad_signature:
             signature = next(c for c in ev.checks if c.check == "signature")
             out.append(self.dead_letter(rec, "BAD_SIGNATURE", signature.detail or "bad signature"))
@@ -331,8 +343,8 @@ class Judge:
             "validator_version": VALIDATOR_VERSION,
         })
 
-    def _validated_record(self, cid: str, value: bytes) -> OutgoingRecord:
-        eid = self.serde.decode(value).record["event_id"]
+    def _validated_record(self, cid: str, value: bytes, input_event_id: Any) -> OutgoingRecord:
+        eid = derived_id("validated", input_event_id)
         return OutgoingRecord(self.topics.topic("validations"), cid.encode(), value, str(eid))
 
     def _expiring(self, state: CertState) -> OutgoingRecord:

@@ -12,10 +12,13 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis", "mosquitto"}
 #: QI Stream's own services so far (add each new worker here and in the compose file).
 WORKERS = {"qi-topics": ["qi", "topics", "create"]}
+WORKERS["qi-score"] = ["qi", "worker", "score"]
+WORKERS["qi-validate"] = ["qi", "worker", "validate"]
 WORKERS["qi-audit"] = ["qi", "worker", "audit"]
 WORKERS["qi-warehouse"] = ["qi", "worker", "warehouse"]
 WORKERS["qi-project-postgres"] = ["qi", "worker", "project", "--sink", "postgres"]
 WORKERS["qi-project-redis"] = ["qi", "worker", "project", "--sink", "redis"]
+WORKERS["qi-bridge"] = ["qi", "bridge", "mqtt", "--config", "connectors/mqtt/examples/plant.toml"]
 
 
 @pytest.fixture(scope="module")

@@ -34,20 +34,20 @@ def test_up_is_idempotent_status_is_healthy_and_down_leaves_nothing(tmp_path, lo
     try:
         _up_status_down(run_dir, local_stack)
     finally:
-        LocalStack(run_dir).down()  # also on failure: never leak servers
+        LocalStack(run_dir).down(purge=True)  # also on failure: never leak servers
 
 
 def _up_status_down(run_dir, local_stack):
     up = qi(run_dir, "up")
     assert up.returncode == 0, up.stderr
-    for name in ("kafka", "postgres", "redis", "mqtt", "clickhouse"):
+    for name in ("s3", "kafka", "postgres", "redis", "mqtt", "schema-registry", "clickhouse"):
         assert name in up.stdout
     assert "topics: 9 (9 created)" in up.stdout
 
     stack = LocalStack(run_dir)
     pids = {n: s.process.pid for n, s in stack.load_state().services.items()}
     children = [c.pid for pid in pids.values() for c in psutil.Process(pid).children(recursive=True)]
-    assert set(pids) == {"kafka", "postgres", "redis", "mqtt"}
+    assert set(pids) == {"s3", "kafka", "postgres", "redis", "mqtt", "schema-registry"}
 
     again = qi(run_dir, "up")
     assert again.returncode == 0 and "topics: 9 (0 created)" in again.stdout
@@ -55,15 +55,19 @@ def _up_status_down(run_dir, local_stack):
 
     status = qi(run_dir, "status")
     assert status.returncode == 0, status.stdout
-    assert status.stdout.count(" ok ") == 5
+    assert status.stdout.count(" ok ") == 7
 
     down = qi(run_dir, "down")
     assert down.returncode == 0, down.stderr
     for pid in [*pids.values(), *children]:
         assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
     assert ours(run_dir) == []
-    assert not (run_dir / "data").exists()
+    assert (run_dir / "data" / "s3").is_dir() and (run_dir / "data" / "postgres" / "pgdata").is_dir()
     assert qi(run_dir, "status").returncode == 1
+
+    purge = qi(run_dir, "down", "--purge")
+    assert purge.returncode == 0, purge.stderr
+    assert not (run_dir / "data").exists()
 
     # never others: the session stack is untouched
     assert local_stack.is_up()

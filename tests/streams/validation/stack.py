@@ -27,7 +27,7 @@ def worker_env(stack_env: dict[str, str], prefix: str, **extra: str) -> dict[str
         "QI_VALIDATION_HEARTBEAT_INTERVAL_S": "0.5",
         "QI_VALIDATION_RECHECK_INTERVAL_S": "0.5",
         "QI_VALIDATION_COMMIT_INTERVAL_S": "0.5",
-        "QI_LOG_LEVEL": "warning",
+        "QI_LOG_LEVEL": os.environ.get("QI_TEST_WORKER_LOG_LEVEL", "warning"),
         **extra,
     })
     return env
@@ -109,7 +109,8 @@ class Outputs:
             if predicate():
                 return
             if time.monotonic() > deadline:
-                raise AssertionError("the worker did not produce the expected outputs in time")
+                raise AssertionError(f"the worker did not produce the expected outputs in time "
+                                     f"({len(self.validated)} inputs judged, {len(self.dead)} dead letters)")
             await asyncio.sleep(0.2)
 
     def verdict(self, event) -> dict[str, Any]:

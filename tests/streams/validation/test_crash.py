@@ -3,6 +3,12 @@
 Every input gets at least one verdict; a duplicate verdict carries the same event_id
 (and the same verdict) as the first; lifecycle state survives the kills (revocations
 judged after a restart need the recovered certificate table).
+
+KNOWN FLAKE (open): in some runs (about 2 in 5 here, only with the worker at log level
+warning, never reproduced at info) a restarted worker stops producing verdicts for good
+and the final wait times out; its log shows only faust "producer buffer full" warnings.
+Suspected: faust's producer buffer not drained after the rebalance that follows a
+SIGKILL on Tansu. Not hidden: the test fails when it happens. See the certs report.
 """
 
 from __future__ import annotations
@@ -50,10 +56,12 @@ def test_sigkilled_worker_restarts_without_losing_or_changing_verdicts(local_sta
                 await asyncio.sleep(1.0)
 
         async def killer(out: Outputs):
-            for _ in range(KILLS):
-                # Kill only once this process is mid-stream: it has judged some new inputs.
-                seen = len(out.validated)
-                await out.until(lambda: len(out.validated) >= seen + rnd.randrange(5, 60), timeout_s=60)
+            # Kill at random points of the stream (between 10% and 75% of the inputs judged),
+            # each time only once the restarted process has made progress: mid-stream, always.
+            marks = sorted(rnd.uniform(0.1, 0.75) * len(inputs) for _ in range(KILLS))
+            for mark in marks:
+                since = len(out.validated)
+                await out.until(lambda m=mark, s=since: len(out.validated) >= max(m, s + 1), timeout_s=120)
                 worker.kill()
                 kills.append(len(out.validated))
                 worker.start()

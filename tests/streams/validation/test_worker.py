@@ -157,3 +157,17 @@ def test_expiring_alert_once_per_certificate(env) -> None:
     assert out.verdict(cert)["verdict"] == "VALID"
     [alert] = out.expiring[cert.certificate_id]
     assert alert["lead_time_seconds"] == 60 and alert["twin_id"] == "tw-1"
+
+
+def test_the_worker_announces_health_for_qi_ps(env, local_stack) -> None:
+    import json
+
+    import httpx
+
+    _, worker = env
+    announce = local_stack.run_dir / "health" / f"validate-{worker.proc.pid}.json"
+    assert announce.exists()
+    url = json.loads(announce.read_text())["url"]
+    h = httpx.get(f"{url}/health", timeout=5).json()
+    assert h["live"] is True and h["ready"] is True and h["issuers"] >= 2 and h["twins"] >= 2
+    assert httpx.get(f"{url}/ready", timeout=5).status_code == 200
