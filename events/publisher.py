@@ -28,6 +28,10 @@ from events.errors import PublishError
 from events.serde import Serde
 from events.topics import TopicNames
 
+#: Keys whose partition is remembered (a bounded cache: cleared when full).
+_PARTITION_CACHE_SIZE = 200_000
+
+
 @dataclass(frozen=True, slots=True)
 class Delivery:
     """Where the broker stored an event."""
@@ -74,6 +78,8 @@ class Publisher:
             max_request_size=max(max_batch_bytes, 1_048_576),
         )
         self._partitioner = DefaultPartitioner()
+        self._partition_of: dict[tuple[str, bytes], int] = {}
+        self._partition_counts: dict[str, int] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -124,11 +130,23 @@ class Publisher:
         """Send encoded records in batches, one ordered stream per partition."""
         groups: dict[tuple[str, int], list[int]] = {}
         partitions: dict[str, list[int]] = {}
+        cache = self._partition_of
         for i, rec in enumerate(records):
             if rec.topic not in partitions:
-                partitions[rec.topic] = sorted(await self._partitions_for(rec.topic))
+                parts = sorted(await self._partitions_for(rec.topic))
+                partitions[rec.topic] = parts
+                if self._partition_counts.get(rec.topic) != len(parts):  # repartitioned: forget
+                    self._partition_counts[rec.topic] = len(parts)
+                    cache.clear()
             parts = partitions[rec.topic]
-            p = self._partitioner(rec.key, parts, parts)
+            if rec.key is None:
+                p = self._partitioner(rec.key, parts, parts)
+            else:
+                p = cache.get((rec.topic, rec.key), -1)
+                if p < 0:  # murmur2 costs ~5 us in Python: once per key, not once per record
+                    if len(cache) >= _PARTITION_CACHE_SIZE:
+                        cache.clear()
+                    p = cache[(rec.topic, rec.key)] = self._partitioner(rec.key, parts, parts)
             groups.setdefault((rec.topic, p), []).append(i)
         results: list[Delivery | None] = [None] * len(records)
         await asyncio.gather(
