@@ -11,6 +11,7 @@ ClickHouse...) stores changes::
                                        atomically (one transaction, one Lua script) or idempotently
     sink.positions()                   {(topic, partition): next offset} for resume
     sink.snapshot()                    {table: {key: row}}: the read model, for tests and rebuild checks
+    sink.promote()                     blue/green: this target becomes the live one atomically
     sink.close()
 
 :class:`ProjectionProcessor` runs a projection into a sink on the batch runner
@@ -168,6 +169,11 @@ class Sink:
 
     async def drop(self) -> None:
         """Remove the target entirely."""
+        raise NotImplementedError
+
+    async def promote(self) -> Sink | None:
+        """Make this (rebuilt) target the live one atomically; return a sink on the previous live
+        target (to be dropped by the caller) or None."""
         raise NotImplementedError
 
     async def close(self) -> None:

@@ -17,6 +17,7 @@ WHERE stored.aggregate_version < excluded.aggregate_version``. No round trip per
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
@@ -77,10 +78,12 @@ def migrations(projection: Projection) -> list[tuple[int, list[sql.Composable]]]
 class PostgresSink(Sink):
     kind: ClassVar[str] = "postgres"
 
-    def __init__(self, projection: Projection, target: str, dsn: str) -> None:
+    def __init__(self, projection: Projection, target: str, dsn: str, *, live: str | None = None) -> None:
         super().__init__(projection, target)
         self.dsn = dsn
+        self.live = live or projection.name
         self._conn: psycopg.AsyncConnection | None = None
+        self._lock = asyncio.Lock()  # one transaction at a time (the runner's rebalance callback may overlap a batch)
 
     # -- connection ----------------------------------------------------------------------------
     async def _connection(self) -> psycopg.AsyncConnection:
@@ -96,6 +99,10 @@ class PostgresSink(Sink):
 
     async def _run(self, work) -> Any:
         """Run ``work(conn)`` in one transaction; connection problems become SinkUnavailable."""
+        async with self._lock:
+            return await self._run_locked(work)
+
+    async def _run_locked(self, work) -> Any:
         conn = await self._connection()
         try:
             async with conn.transaction():
@@ -244,19 +251,20 @@ class PostgresSink(Sink):
             await conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(self.target)))
         await self._run(work)
 
-    async def promote(self, live: str) -> str | None:
-        """Make this target the live one in one transaction (rename schemas); returns the old schema's new name."""
-        old = f"{live}__old_{self.target.rsplit('_', 1)[-1]}"
+    async def promote(self) -> PostgresSink | None:
+        """Make this target the live schema: both renames in one transaction. Returns a sink on
+        the previous live schema (renamed aside), for the caller to drop, or None."""
+        live, old = self.live, f"{self.live}__old_{self.target.rsplit('__', 1)[-1]}"
 
-        async def work(conn: psycopg.AsyncConnection) -> str | None:
-            had = (await (await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (live,))).fetchone())
+        async def work(conn: psycopg.AsyncConnection) -> bool:
+            had = await (await conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (live,))).fetchone()
             if had:
                 await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(live), sql.Identifier(old)))
             await conn.execute(sql.SQL("ALTER SCHEMA {} RENAME TO {}").format(sql.Identifier(self.target), sql.Identifier(live)))
-            return old if had else None
-        result = await self._run(work)
+            return bool(had)
+        had = await self._run(work)
         self.target = live
-        return result
+        return PostgresSink(self.projection, old, self.dsn, live=live) if had else None
 
     async def close(self) -> None:
         if self._conn is not None:

@@ -2,6 +2,7 @@
 
 Key layout (``<gen>`` is the target's generation, e.g. ``live`` or ``rb1732400000``)::
 
+    (``<projection>`` is prefixed with the deployment's topic prefix, ``.`` -> ``_``)
     qi:<projection>:current                      -> the live generation (a string); readers follow it
     qi:<projection>:<gen>:<table>:<k1>[:<k2>]    -> hash: the row's fields + "_v" (its version)
     qi:<projection>:<gen>:_positions             -> hash "<topic>|<partition>" -> next offset
@@ -124,9 +125,11 @@ def row_key(key: Key) -> str:
 class RedisSink(Sink):
     kind: ClassVar[str] = "redis"
 
-    def __init__(self, projection: Projection, target: str, url: str, *, chunk: int = 2000) -> None:
+    def __init__(self, projection: Projection, target: str, url: str, *, namespace: str = "",
+                 chunk: int = 2000) -> None:
         super().__init__(projection, target)
         self.url = url
+        self.base = f"qi:{namespace}{projection.name}:"
         self.chunk = chunk
         self._redis: aioredis.Redis | None = None
         self._sha: str | None = None
@@ -139,11 +142,11 @@ class RedisSink(Sink):
 
     async def _prefix(self, r: aioredis.Redis) -> str:
         gen = self.target or await r.get(self.current_key)
-        return f"qi:{self.projection.name}:{gen}:"
+        return f"{self.base}{gen}:"
 
     @property
     def current_key(self) -> str:
-        return f"qi:{self.projection.name}:current"
+        return self.base + "current"
 
     async def _call(self, work) -> Any:
         try:
@@ -161,7 +164,8 @@ class RedisSink(Sink):
 
     async def setup(self) -> None:
         async def work(r: aioredis.Redis) -> None:
-            await r.set(self.current_key, self.target or "g0", nx=True)  # the first target becomes current
+            if self.follows_current:  # a first live writer starts generation g0; a rebuild's waits for promote
+                await r.set(self.current_key, "g0", nx=True)
         await self._call(work)
 
     def _encode(self, c: Change, table: Table) -> list[Any]:
@@ -226,12 +230,17 @@ class RedisSink(Sink):
                 await r.unlink(*batch)
         await self._call(work)
 
-    async def promote(self, live: str | None = None) -> str | None:
-        """Point readers at this target (one SET); returns the previous generation."""
+    async def promote(self) -> RedisSink | None:
+        """Point readers and the live writer at this generation (one GETSET); returns a sink on the
+        previous generation, for the caller to drop, or None."""
         async def work(r: aioredis.Redis) -> str | None:
             return await r.getset(self.current_key, self.target)
         old = await self._call(work)
-        return old if old != self.target else None
+        if not old or old == self.target:
+            return None
+        prev = RedisSink(self.projection, old, self.url, chunk=self.chunk)
+        prev.base = self.base
+        return prev
 
     async def close(self) -> None:
         if self._redis is not None:
@@ -247,9 +256,10 @@ def _dumps_changes(ch: list[list[Any]]) -> str:
 class Lookups:
     """Verification lookups against the current generation of the ``lookups`` projection."""
 
-    def __init__(self, url: str, projection: Projection) -> None:
+    def __init__(self, url: str, projection: Projection, *, namespace: str = "") -> None:
         self.url = url
         self.projection = projection
+        self.base = f"qi:{namespace}{projection.name}:"
         self._r: aioredis.Redis | None = None
 
     async def start(self) -> None:
@@ -261,10 +271,10 @@ class Lookups:
 
     async def _row(self, table: str, key: Key) -> dict[str, Any] | None:
         assert self._r is not None
-        gen = await self._r.get(f"qi:{self.projection.name}:current")
+        gen = await self._r.get(self.base + "current")
         if gen is None:
             return None
-        h = await self._r.hgetall(f"qi:{self.projection.name}:{gen}:{table}:{row_key(key)}")
+        h = await self._r.hgetall(f"{self.base}{gen}:{table}:{row_key(key)}")
         if not h:
             return None
         t = self.projection.table(table)

@@ -184,32 +184,41 @@ class Platform:
         return HealthServer(health, registries, host=r.health_host, port=r.health_port,
                             announce=self.stack.run_dir / "health" / f"{instance}.json")
 
-    def projection_sink(self, projection, kind: str, target: str | None = None):
-        """A sink (``projections``) of ``kind`` postgres|redis for ``projection``; not started.
+    def projection_sink(self, projection, kind: str, target: str | None = None, *, generation: str | None = None):
+        """A sink (``projections``) of ``kind`` postgres|redis|clickhouse for ``projection``; not started.
 
-        ``target`` None: the live one (Postgres schema named like the projection; Redis follows
-        ``qi:<projection>:current``)."""
+        Names carry the topic prefix, so deployments (and tests) sharing a store stay apart:
+        Postgres schema ``<prefix>registry``, Redis keys ``qi:<prefix>lookups:...``, ClickHouse
+        database ``<prefix><projection>``. ``target`` names one explicitly (schema, Redis
+        generation, database); ``generation`` is a rebuild's fresh one (``<live>__<generation>``);
+        neither: the live target."""
+        import re
+
+        ns = re.sub(r"[^a-z0-9_]", "_", self.settings.kafka.topic_prefix.lower())
         if kind == "postgres":
             from projections.postgres import PostgresSink
 
             dsn = self.endpoints().postgres
             if dsn is None:
                 raise ConfigError("no Postgres configured: run `qi stack up` or set QI_POSTGRES_DSN")
-            return PostgresSink(projection, target or projection.name, dsn)
+            live = ns + projection.name
+            return PostgresSink(projection, target or (f"{live}__{generation}" if generation else live), dsn,
+                                live=live)
         if kind == "redis":
             from projections.redis_sink import RedisSink
 
             url = self.endpoints().redis
             if url is None:
                 raise ConfigError("no Redis configured: run `qi stack up` or set QI_REDIS_URL")
-            return RedisSink(projection, target or "", url)
+            return RedisSink(projection, target or generation or "", url, namespace=ns)
         if kind == "clickhouse":
             from projections.clickhouse.sink import ClickHouseSink
 
             dsn = self.endpoints().clickhouse
             if dsn is None:
                 raise ConfigError("no ClickHouse configured: run `qi stack up` or set QI_CLICKHOUSE_DSN")
-            return ClickHouseSink(projection, target or projection.name, dsn)
+            live = ns + projection.name
+            return ClickHouseSink(projection, target or (f"{live}__{generation}" if generation else live), dsn)
         raise ConfigError(f"unknown sink {kind!r}: postgres or redis")
 
     # -- certificate validation (faust) -------------------------------------------------------

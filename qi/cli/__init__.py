@@ -15,6 +15,7 @@ from qi.cli.worker import worker
 from qi.cli.validate import validate
 from qi.cli.trust import certificates, issuers, keys
 from qi.cli.fleet import down, ps, supervise, up
+from qi.cli.projections import projections
 from qi.config import Settings
 from qi.logging import configure_logging
 from qi.platform import Platform
@@ -35,6 +36,7 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+cli.add_command(projections)
 worker.add_command(validate)
 for command in (keys, issuers, certificates):
     cli.add_command(command)

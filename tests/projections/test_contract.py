@@ -10,7 +10,7 @@ import itertools
 import pytest
 
 from projections.framework import Change, MapPatch, Projection, Table
-from tests.projections.sinks import SINK_KINDS, make_sink
+from tests.projections.sinks import SINK_KINDS, make_sink, promote
 
 pytestmark = pytest.mark.stack
 
@@ -118,4 +118,25 @@ def test_targets_are_isolated_and_drop_removes_one(run, platform):
             await other.close()
         assert list((await sink.snapshot())["rows"]) == [("k", "1")]
 
+    run(body)
+
+def test_promote_swaps_the_live_target_atomically(run, platform):
+    async def body(sink):
+        live = make_sink(platform, sink.kind, CONTRACT, None)
+        await live.setup()
+        try:
+            await live.apply([up(("k", "1"), 1, s="old")], {("t", 0): 1})
+            await sink.apply([up(("k", "1"), 2, s="rebuilt")], {("t", 0): 2})
+            old = await promote(platform, sink)
+            assert old is not None
+            # the live handle now reads and writes the promoted target
+            assert (await live.snapshot())["rows"][("k", "1")]["s"] == "rebuilt"
+            await live.apply([up(("k", "2"), 1, s="after")], {("t", 0): 3})
+            assert set((await sink.snapshot())["rows"]) == {("k", "1"), ("k", "2")}
+            assert (await old.snapshot())["rows"][("k", "1")]["s"] == "old"
+            await old.drop()
+            await old.close()
+        finally:
+            await live.drop()
+            await live.close()
     run(body)
