@@ -15,6 +15,9 @@ test: $(STAMP)           ## the whole test suite against a real local stack
 bench: $(STAMP)          ## the benchmarks of docs/performance.md
 	$(BIN)/python bench/serde.py
 	$(BIN)/python bench/publish.py
+	$(BIN)/python bench/nab.py
+	$(BIN)/python bench/score.py
+	$(BIN)/python bench/bridge.py
 
 stop: $(STAMP)           ## stop the embedded stack started by `make run`
 	$(BIN)/qi stack down

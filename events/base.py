@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+import math
+from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, StringConstraints, ValidationInfo
+from pydantic_core import PydanticCustomError
 
 
 def new_event_id() -> uuid.UUID:
@@ -19,6 +21,24 @@ def new_event_id() -> uuid.UUID:
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
+
+
+#: An identifier (string fields named ``*_id``): never empty or blank.
+Id = Annotated[str, StringConstraints(min_length=1, pattern=r"\S")]
+
+#: Validation context of events read back from the log (``Decoded.to_event``): what is already on
+#: the log is not refused for non-finite numbers, so workers can judge it (and dead-letter it).
+FROM_LOG = "qi.from_log"
+
+
+def _finite(value: float, info: ValidationInfo) -> float:
+    if not math.isfinite(value) and not (info.context and info.context.get(FROM_LOG)):
+        raise PydanticCustomError("finite_number", "Input should be a finite number")
+    return value
+
+
+#: A float field: NaN and infinities are refused when an event is built (Python API, ``qi publish``).
+Finite = Annotated[float, AfterValidator(_finite)]
 
 
 class Record(BaseModel):

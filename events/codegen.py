@@ -30,7 +30,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from events.base import Event, Record, new_event_id, utc_now
+from events.base import Event, Finite, Id, Record, new_event_id, utc_now
 '''
 
 #: Python-side conveniences for metadata fields Avro cannot express.
@@ -48,8 +48,8 @@ class _Module:
             parts = [self.py_type(b, ns) for b in t]
             return " | ".join(p for p in parts if p != "None") + (" | None" if "None" in parts else "")
         if isinstance(t, str):
-            simple = {"null": "None", "boolean": "bool", "int": "int", "long": "int", "float": "float",
-                      "double": "float", "bytes": "bytes", "string": "str"}
+            simple = {"null": "None", "boolean": "bool", "int": "int", "long": "int", "float": "Finite",
+                      "double": "Finite", "bytes": "bytes", "string": "str"}
             if t in simple:
                 return simple[t]
             full = t if "." in t else f"{ns}.{t}"
@@ -94,6 +94,8 @@ class _Module:
         if keyword.iskeyword(name) or not name.isidentifier():
             raise SchemaError(f"field name {name!r} is not usable as a Python identifier")
         annotation = override or self.py_type(f["type"], ns)
+        if name.endswith("_id") and annotation in ("str", "str | None"):
+            annotation = "Id" + annotation[3:]  # identifiers are never empty
         if name in _METADATA_FACTORIES:
             return f"{name}: {annotation} = Field(default_factory={_METADATA_FACTORIES[name]})"
         if name == "aggregate_version":

@@ -60,10 +60,19 @@ def parse_line(line_no: int, text: str, *, default_source: str) -> EventMetadata
         raise InputError(line_no, fld, reason) from None
 
 
-def parse_lines(lines: Iterable[str], *, default_source: str) -> ParsedLines:
-    """Parse every line; blank lines are skipped. Line numbers start at 1."""
+def parse_lines(lines: Iterable[str | bytes], *, default_source: str) -> ParsedLines:
+    """Parse every line; blank lines are skipped. Line numbers start at 1.
+
+    Lines given as bytes are decoded one by one: a line that is not UTF-8 is an
+    error of that line only, the others are still parsed.
+    """
     out = ParsedLines()
-    for n, text in enumerate(lines, start=1):
+    for n, raw in enumerate(lines, start=1):
+        try:
+            text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+        except UnicodeDecodeError as e:
+            out.errors.append(InputError(n, None, f"not UTF-8: byte 0x{raw[e.start]:02x} at column {e.start + 1}"))
+            continue
         if not text.strip():
             continue
         try:

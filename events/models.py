@@ -13,7 +13,7 @@ from uuid import UUID
 
 from pydantic import AwareDatetime, Field
 
-from events.base import Event, Record, new_event_id, utc_now
+from events.base import Event, Finite, Id, Record, new_event_id, utc_now
 
 
 AlertState = Literal['RAISED', 'CLEARED']
@@ -21,20 +21,20 @@ AlertState = Literal['RAISED', 'CLEARED']
 
 class Accreditation(Record):
     body: str
-    accreditation_id: str
+    accreditation_id: Id
     scope: list[str] = Field(default_factory=list)
 
 
 class Party(Record):
     name: str
-    customer_id: str | None = None
+    customer_id: Id | None = None
     address: str | None = None
 
 
 class Item(Record):
     """The calibrated item: a twin."""
 
-    twin_id: str
+    twin_id: Id
     description: str | None = None
     manufacturer: str | None = None
     model: str | None = None
@@ -44,7 +44,7 @@ class Item(Record):
 class AdministrativeData(Record):
     """DCC administrative data."""
 
-    issuer_id: str
+    issuer_id: Id
     issuer_name: str
     accreditation: Accreditation | None = None
     customer: Party
@@ -62,12 +62,12 @@ class MeasurementResult(Record):
     """One DCC measurement result."""
 
     quantity: str
-    value: float
+    value: Finite
     unit: str
-    expanded_uncertainty: float
-    coverage_factor: float
-    coverage_probability: float = 0.95
-    reference_value: float | None = None
+    expanded_uncertainty: Finite
+    coverage_factor: Finite
+    coverage_probability: Finite = 0.95
+    reference_value: Finite | None = None
     conditions: dict[str, str] = Field(default_factory=dict)
 
 
@@ -77,7 +77,7 @@ SignatureAlgorithm = Literal['Ed25519', 'ML_DSA_44', 'ML_DSA_65', 'ML_DSA_87']
 class Signature(Record):
     """One signature of a hybrid signature set; every listed signature must verify."""
 
-    key_id: str
+    key_id: Id
     algorithm: SignatureAlgorithm
     value: bytes
 
@@ -108,8 +108,8 @@ class EventMetadata(Event):
     occurred_at: AwareDatetime
     recorded_at: AwareDatetime = Field(default_factory=utc_now)
     source: str
-    correlation_id: str | None = None
-    causation_id: str | None = None
+    correlation_id: Id | None = None
+    causation_id: Id | None = None
 
 
 class VersionedEvent(EventMetadata):
@@ -126,11 +126,11 @@ class AnomalyDetected(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "alerts"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id', 'sensor_id')
     event_type: Literal["AnomalyDetected"] = "AnomalyDetected"
-    twin_id: str
-    sensor_id: str
+    twin_id: Id
+    sensor_id: Id
     state: AlertState
-    score: float
-    threshold: float
+    score: Finite
+    threshold: Finite
     reading_event_id: UUID
     model_name: str
     model_version: str
@@ -144,11 +144,11 @@ class AnomalyScored(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "scores"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id', 'sensor_id')
     event_type: Literal["AnomalyScored"] = "AnomalyScored"
-    twin_id: str
-    sensor_id: str
+    twin_id: Id
+    sensor_id: Id
     reading_event_id: UUID
-    value: float
-    score: float
+    value: Finite
+    score: Finite
     is_anomaly: bool
     model_name: str
     model_version: str
@@ -162,7 +162,7 @@ class AuditEntryAppended(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "audit"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('log_id',)
     event_type: Literal["AuditEntryAppended"] = "AuditEntryAppended"
-    log_id: str
+    log_id: Id
     leaf_index: int
     leaf_hash: bytes
     source_topic: str
@@ -180,8 +180,8 @@ class CertificateExpiring(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "alerts"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('certificate_id',)
     event_type: Literal["CertificateExpiring"] = "CertificateExpiring"
-    certificate_id: str
-    twin_id: str
+    certificate_id: Id
+    twin_id: Id
     valid_until: AwareDatetime
     lead_time_seconds: int
 
@@ -194,7 +194,7 @@ class CertificateIssued(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "certificates"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('certificate_id',)
     event_type: Literal["CertificateIssued"] = "CertificateIssued"
-    certificate_id: str
+    certificate_id: Id
     certificate_kind: str
     administrative: AdministrativeData
     validity: Validity
@@ -210,7 +210,7 @@ class CertificateRevoked(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "certificates"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('certificate_id',)
     event_type: Literal["CertificateRevoked"] = "CertificateRevoked"
-    certificate_id: str
+    certificate_id: Id
     revoked_by: str
     reason: str
 
@@ -223,7 +223,7 @@ class CertificateSuperseded(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "certificates"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('certificate_id',)
     event_type: Literal["CertificateSuperseded"] = "CertificateSuperseded"
-    certificate_id: str
+    certificate_id: Id
     superseded_by: str
     reason: str | None = None
 
@@ -236,7 +236,7 @@ class CertificateValidated(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "validations"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('certificate_id',)
     event_type: Literal["CertificateValidated"] = "CertificateValidated"
-    certificate_id: str
+    certificate_id: Id
     certificate_version: int
     verdict: Verdict
     checks: list[CheckOutcome]
@@ -269,9 +269,9 @@ class IssuerKeyRegistered(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "issuers"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('issuer_id',)
     event_type: Literal["IssuerKeyRegistered"] = "IssuerKeyRegistered"
-    issuer_id: str
+    issuer_id: Id
     issuer_name: str
-    key_id: str
+    key_id: Id
     ed25519_public_key: bytes
     ml_dsa_parameter_set: MlDsaParameterSet
     ml_dsa_public_key: bytes
@@ -288,8 +288,8 @@ class IssuerKeyRevoked(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "issuers"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('issuer_id',)
     event_type: Literal["IssuerKeyRevoked"] = "IssuerKeyRevoked"
-    issuer_id: str
-    key_id: str
+    issuer_id: Id
+    key_id: Id
     effective_at: AwareDatetime
     reason: str
 
@@ -302,10 +302,10 @@ class SensorReading(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "readings"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id', 'sensor_id')
     event_type: Literal["SensorReading"] = "SensorReading"
-    twin_id: str
-    sensor_id: str
+    twin_id: Id
+    sensor_id: Id
     quantity: str
-    value: float
+    value: Finite
     unit: str
 
 
@@ -317,7 +317,7 @@ class TreeHeadSigned(EventMetadata):
     TOPIC_FAMILY: ClassVar[str] = "audit"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('log_id',)
     event_type: Literal["TreeHeadSigned"] = "TreeHeadSigned"
-    log_id: str
+    log_id: Id
     tree_size: int
     root_hash: bytes
     signatures: list[Signature]
@@ -331,7 +331,7 @@ class TwinAttributesChanged(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "twins"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id',)
     event_type: Literal["TwinAttributesChanged"] = "TwinAttributesChanged"
-    twin_id: str
+    twin_id: Id
     changed: dict[str, str] = Field(default_factory=dict)
     removed: list[str] = Field(default_factory=list)
 
@@ -344,7 +344,7 @@ class TwinDecommissioned(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "twins"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id',)
     event_type: Literal["TwinDecommissioned"] = "TwinDecommissioned"
-    twin_id: str
+    twin_id: Id
     reason: str | None = None
 
 
@@ -356,7 +356,7 @@ class TwinRegistered(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "twins"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id',)
     event_type: Literal["TwinRegistered"] = "TwinRegistered"
-    twin_id: str
+    twin_id: Id
     kind: str
     name: str
     manufacturer: str | None = None
@@ -374,9 +374,9 @@ class TwinRelated(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "twins"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id',)
     event_type: Literal["TwinRelated"] = "TwinRelated"
-    twin_id: str
+    twin_id: Id
     relation: str
-    target_twin_id: str
+    target_twin_id: Id
 
 
 class TwinUnrelated(VersionedEvent):
@@ -387,9 +387,9 @@ class TwinUnrelated(VersionedEvent):
     TOPIC_FAMILY: ClassVar[str] = "twins"
     KEY_FIELDS: ClassVar[tuple[str, ...]] = ('twin_id',)
     event_type: Literal["TwinUnrelated"] = "TwinUnrelated"
-    twin_id: str
+    twin_id: Id
     relation: str
-    target_twin_id: str
+    target_twin_id: Id
 
 
 #: Every event type by name (the Avro record name, also ``event_type``).

@@ -154,6 +154,11 @@ class Publisher:
         )
         return results  # type: ignore[return-value]  # every slot is filled or we raised
 
+    async def prepare_topics(self, topics: Iterable[str]) -> None:
+        """Fetch the topics' metadata now, so that the first publish does not wait for it."""
+        for topic in topics:
+            await self._partitions_for(topic)
+
     async def _partitions_for(self, topic: str) -> set[int]:
         try:
             return await self._producer.partitions_for(topic)

@@ -17,7 +17,7 @@ from typing import Any
 from fastavro import schemaless_reader, schemaless_writer
 
 from events import framing
-from events.base import Event
+from events.base import FROM_LOG, Event
 from events.errors import EncodeError, PayloadError, UnknownSchemaError
 from events.models import EVENT_TYPES
 from events.registry.base import SchemaRegistry
@@ -34,8 +34,12 @@ class Decoded:
     record: dict[str, Any]
 
     def to_event(self) -> Event:
-        """The typed event (validated); ``KeyError`` for an event type this code does not know."""
-        return EVENT_TYPES[self.event_type].model_validate(self.record)
+        """The typed event (validated); ``KeyError`` for an event type this code does not know.
+
+        Validated as read from the log: non-finite numbers already on the log are let through
+        (``events.base.FROM_LOG``) for the worker to judge; building an event refuses them.
+        """
+        return EVENT_TYPES[self.event_type].model_validate(self.record, context={FROM_LOG: True})
 
 
 @dataclass(frozen=True, slots=True)

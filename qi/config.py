@@ -131,11 +131,49 @@ class AuditSettings(BaseSettings):
     pg_schema: str = Field("audit", description="Postgres schema of the log's tables")
 
 
+class BridgeSettings(BaseSettings):
+    """The MQTT bridge's runtime (``QI_BRIDGE_*``); the mapping lives in its own file."""
+
+    model_config = _cfg("QI_BRIDGE_")
+
+    max_in_flight: int = Field(2000, ge=1, description="MQTT messages received but not yet acknowledged; "
+                               "at the limit the bridge stops reading from the broker")
+    max_batch: int = Field(1000, ge=1, description="most messages per Kafka production")
+    linger_ms: float = Field(2.0, ge=0, description="how long a batch waits for more messages")
+    max_pending_batches: int = Field(2, ge=1, description="Kafka productions awaiting acknowledgement at once")
+    kafka_request_timeout_ms: int = Field(30_000, ge=1000, description="a production not acknowledged by "
+                                          "then fails and is retried by the bridge")
+    retry_initial_s: float = Field(0.2, gt=0)
+    retry_max_s: float = Field(5.0, gt=0)
+    report_every_s: float = Field(10.0, gt=0, description="how often counters are logged")
+    keepalive_s: int = Field(30, ge=5)
+    username: str | None = Field(None, description="MQTT user (else from QI_MQTT_URL)")
+    password: SecretStr | None = Field(None, description="MQTT password (else from QI_MQTT_URL)")
+    tls: bool = Field(False, description="TLS to the broker (also on with an mqtts:// URL)")
+    tls_ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_insecure: bool = Field(False, description="skip hostname verification (tests only)")
+
+
 class LogSettings(BaseSettings):
     model_config = _cfg("QI_LOG_")
 
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class AnomalySettings(BaseSettings):
+    """The scoring worker (``QI_ANOMALY_*``); the scorer's own defaults are in streams/anomaly/config.py."""
+
+    model_config = _cfg("QI_ANOMALY_")
+
+    snapshot_every_batches: int = Field(20, ge=1, description="write scorer snapshots every N batches...")
+    snapshot_every_s: float = Field(5.0, gt=0, description="...or after this many seconds, whichever first")
+    warmup: int = Field(128, ge=1, description="readings per sensor before its scores count")
+    raise_at: float = Field(0.5, gt=0, le=1, description="score that raises an alert (p <= 1e-4)")
+    clear_at: float = Field(0.25, ge=0, le=1, description="score below which an alert calms down")
+    clear_after: int = Field(12, ge=1, description="readings below clear_at that clear an alert")
 
 
 class Settings(BaseModel):
@@ -152,7 +190,9 @@ class Settings(BaseModel):
     runner: RunnerSettings = Field(default_factory=RunnerSettings)
     audit: AuditSettings = Field(default_factory=AuditSettings)
     fleet: FleetSettings = Field(default_factory=FleetSettings)
+    anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     validation: "ValidationSettings" = Field(default_factory=lambda: ValidationSettings())
+    bridge: BridgeSettings = Field(default_factory=BridgeSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -168,7 +208,9 @@ class Settings(BaseModel):
             runner=RunnerSettings(),
             audit=AuditSettings(),
             fleet=FleetSettings(),
+            anomaly=AnomalySettings(),
             validation=ValidationSettings(),
+            bridge=BridgeSettings(),
         )
 
 

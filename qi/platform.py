@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from events.admin import TopicState, ensure_topics
 from events.publisher import Publisher
@@ -24,6 +25,9 @@ from qi.stack import LocalStack
 from streams.health import HealthFn, HealthServer
 from streams.processor import Processor
 from streams.runner import BatchRunner
+
+if TYPE_CHECKING:
+    from streams.anomaly.processor import ScoreProcessor
 
 
 class ConfigError(Exception):
@@ -140,6 +144,21 @@ class Platform:
             settings=self.settings.runner,
         )
 
+    def score_processor(self, serde: Serde) -> ScoreProcessor:
+        """The anomaly-scoring processor, its snapshots in Redis (docs/decisions/0030)."""
+        from streams.anomaly import ScorerConfig
+        from streams.anomaly.processor import ScoreProcessor
+        from streams.anomaly.snapshots import SnapshotStore
+
+        redis = self.endpoints().redis
+        if redis is None:
+            raise ConfigError("the scoring worker keeps snapshots in Redis: set QI_REDIS_URL or run `qi stack up`")
+        a = self.settings.anomaly
+        config = ScorerConfig(warmup=a.warmup, raise_at=a.raise_at, clear_at=a.clear_at, clear_after=a.clear_after)
+        store = SnapshotStore(redis, namespace=f"{self.settings.kafka.client_id}:score:snapshot")
+        return ScoreProcessor(serde, self.topics, store, config=config,
+                              snapshot_every_batches=a.snapshot_every_batches, snapshot_every_s=a.snapshot_every_s)
+
     # --- the transparency log (streams/audit) ------------------------------------------------
     def log_key_dir(self) -> Path:
         a = self.settings.audit
@@ -245,6 +264,23 @@ class Platform:
         data_dir = v.data_dir or self.stack.run_dir / "faust" / topo.app_id
         return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
                          settings=v, data_dir=data_dir)
+    def mqtt_bridge(self, mapping, serde: Serde):  # noqa: ANN001, ANN201 (connectors.mqtt imports lazily)
+        """The MQTT to Kafka bridge for a loaded mapping file (connectors/mqtt, docs/bridge.md)."""
+        from connectors.mqtt.bridge import MqttBridge
+        from connectors.mqtt.convert import Converter
+
+        url = self.endpoints().mqtt
+        if url is None:
+            raise ConfigError("no MQTT broker configured: run `qi stack up` or set QI_MQTT_URL=mqtt://host:port")
+        return MqttBridge(
+            url=url,
+            client_id=mapping.bridge.client_id,
+            converter=Converter(mapping, serde, self.topics),
+            publisher=Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
+                                client_id=f"{self.settings.kafka.client_id}-bridge", linger_ms=0,
+                                request_timeout_ms=self.settings.bridge.kafka_request_timeout_ms),
+            settings=self.settings.bridge,
+        )
 
     def warehouse(self, database: str | None = None):
         """The ClickHouse warehouse writer (``projections.clickhouse``); not started."""

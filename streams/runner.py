@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -81,6 +82,8 @@ class BatchRunner:
         self._settings = settings
         self.metrics = metrics or RunnerMetrics(worker=processor.name)
         self._retrying_now = 0
+        self._epoch = 0  # bumped by every rebalance: a fetch from before it is stale
+        self._sought: set[TopicPartition] = set()  # partitions the processor positioned itself
         self._joined = False
         self._last_lag_check = 0.0
         self._input_topics = [topics.topic(f) for f in processor.families]
@@ -123,6 +126,7 @@ class BatchRunner:
             await self._retrying("join the consumer group", self._consumer.start)
             self._log.info("runner.started", topics=self._input_topics)
             while not stop.is_set():
+                epoch = self._epoch
                 try:
                     fetched = await self._consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
                 except KafkaError as e:
@@ -131,6 +135,9 @@ class BatchRunner:
                     continue
                 if fetched:
                     async with self._lock:
+                        if epoch != self._epoch:
+                            self._rewind(fetched)
+                            continue
                         try:
                             await self._handle(fetched)
                         except _Stopping:
@@ -186,8 +193,8 @@ class BatchRunner:
         outputs = result.outputs + dead
         if outputs:
             await self._retrying("publish outputs", lambda: self._publisher.publish_records(outputs))
-            for rec in outputs:
-                self.metrics.count_produced(rec.topic)
+            for topic, n in Counter(rec.topic for rec in outputs).items():
+                self.metrics.count_produced(topic, n)
         await self._retrying("flush processor state", self._processor.flush)
         await self._commit(ends)
         for p in result.poison:
@@ -325,18 +332,35 @@ class BatchRunner:
             self._log.info("runner.progress", **self.metrics.snapshot())
 
     # --- rebalance ---------------------------------------------------------------------------
+    def _rewind(self, fetched: dict[TopicPartition, list]) -> None:
+        """Drop a fetch that raced a rebalance. Partitions still ours that the processor did not
+        position itself go back to the first dropped record, so nothing is skipped."""
+        assert self._consumer is not None
+        mine = self._consumer.assignment()
+        for tp, messages in fetched.items():
+            if messages and tp in mine and tp not in self._sought:
+                self._consumer.seek(tp, messages[0].offset)
+        self._log.info("runner.stale_fetch_dropped", records=sum(len(m) for m in fetched.values()))
+
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
         async with self._lock:  # the batch in flight is committed before we let go
+            self._epoch += 1
             await self._processor.revoked(set(revoked))
         self.metrics.forget_partitions([(tp.topic, tp.partition) for tp in revoked])
         self._log.info("runner.revoked", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked))
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        positions = await self._retrying("load stored positions", lambda: self._processor.assigned(set(assigned)))
-        assert self._consumer is not None
-        for tp, offset in positions.items():
-            if tp in assigned:
-                self._consumer.seek(tp, offset)
+        # Holding the batch lock: no batch is handled while the processor loads its positions, and
+        # a fetch made before the seeks below is recognised as stale by the epoch.
+        async with self._lock:
+            self._epoch += 1
+            positions = await self._retrying("load stored positions",
+                                             lambda: self._processor.assigned(set(assigned)))
+            assert self._consumer is not None
+            self._sought = {tp for tp in positions if tp in assigned}
+            for tp in self._sought:
+                self._consumer.seek(tp, positions[tp])
+            self._epoch += 1
         self._joined = True
         self._last_lag_check = 0.0
         self._log.info("runner.assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from qi.cli.anomaly import anomaly
 from qi.cli.audit import audit
+from qi.cli.bridge import bridge, gateway
 from qi.cli.demo import demo
 from qi.cli.replay import replay
 from qi.cli.events import publish, tail
@@ -36,12 +38,15 @@ def cli(ctx: click.Context) -> None:
 
 for command in (stack, topics, publish, tail, schemas, demo, worker, up, ps, down, supervise):
     cli.add_command(command)
+cli.add_command(anomaly)
 cli.add_command(projections)
 worker.add_command(validate)
 for command in (keys, issuers, certificates):
     cli.add_command(command)
 cli.add_command(audit)
 cli.add_command(replay)
+for command in (bridge, gateway):
+    cli.add_command(command)
 cli.add_command(sql)
 
 

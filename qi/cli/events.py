@@ -42,12 +42,10 @@ def publish(platform: Platform, path: str, source: str | None, dry_run: bool) ->
     """
     name = "<stdin>" if path == "-" else Path(path).name
     try:
-        with click.open_file(path, encoding="utf-8") as f:
+        with click.open_file(path, "rb") as f:  # bytes: a non-UTF-8 line fails alone (parse_lines)
             parsed = parse_lines(f, default_source=source or f"qi-cli:{name}")
     except OSError as e:
         fail(f"cannot read {path}: {e.strerror or e}")
-    except UnicodeDecodeError as e:
-        fail(f"{path} is not UTF-8 text: {e}")
     for err in parsed.errors:
         where = f"{name}:{err.line}" + (f": field {err.field}" if err.field else "")
         click.secho(f"{where}: {err.reason}", fg="red", err=True)

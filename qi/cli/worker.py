@@ -47,6 +47,13 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
         await health.close()
 
 
+@worker.command()
+@click.pass_obj
+def score(platform: Platform) -> None:
+    """Score every reading (AnomalyScored) and raise/clear alerts (AnomalyDetected)."""
+    asyncio.run(run_batch_worker(platform, platform.score_processor))
+
+
 @worker.command("audit")
 @click.pass_obj
 def audit_worker(platform: Platform) -> None:

@@ -193,7 +193,10 @@ class Mqtt:
             if not exe:
                 raise ServiceBinaryMissing("mosquitto is not installed (apt-get install mosquitto)", service=self.name)
             conf = data_dir / "mosquitto.conf"
-            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+            # QoS 1 messages for a disconnected or slow persistent session are queued, never dropped
+            # (mosquitto's default drops beyond 1000); 1000 unacknowledged in flight per client.
+            conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+                            "max_queued_messages 0\nmax_inflight_messages 1000\n")
             return Launch([exe, "-c", str(conf)])
         exe = shutil.which("amqtt") or str(Path(os.sys.executable).parent / "amqtt")
         if not os.access(exe, os.X_OK):

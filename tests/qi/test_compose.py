@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis", "mosquitto"}
 #: QI Stream's own services so far (add each new worker here and in the compose file).
 WORKERS = {"qi-topics": ["qi", "topics", "create"]}
+WORKERS["qi-score"] = ["qi", "worker", "score"]
 WORKERS["qi-audit"] = ["qi", "worker", "audit"]
+WORKERS["qi-bridge"] = ["qi", "bridge", "mqtt", "--config", "connectors/mqtt/examples/plant.toml"]
 WORKERS["qi-warehouse"] = ["qi", "worker", "warehouse"]
 
 

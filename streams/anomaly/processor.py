@@ -1,0 +1,164 @@
+"""The scoring worker: a batch-runner :class:`~streams.processor.Processor`.
+
+Every SensorReading gets an AnomalyScored (``event_id`` = uuid5 of the reading's id); the first
+reading of an alert episode gets an AnomalyDetected RAISED and the reading that ends it a CLEARED
+(``event_id`` = uuid5 of that reading's id and the state). Readings that are not finite, and
+records of another type on the readings topic, are dead-lettered as VALIDATION_FAILED.
+
+State: one :class:`~streams.anomaly.scorer.Scorer` per input partition, snapshotted with the next
+offset it covers (docs/decisions/0030). On assignment the snapshot is loaded and the runner seeks
+to its offset (offset 0 when there is none: the partition is rebuilt from the log), so outputs
+re-emitted after a crash are the same events with the same ids.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from datetime import UTC, datetime
+
+import numpy as np
+import structlog
+from aiokafka import TopicPartition
+
+from events.publisher import OutgoingRecord
+from events.reader import ConsumedRecord
+from events.serde import Serde
+from events.topics import TopicNames
+from streams.anomaly.config import ScorerConfig
+from streams.anomaly.scorer import ALERT_NONE, ALERT_RAISED, Scorer
+from streams.anomaly.snapshots import SnapshotStore
+from streams.ids import derived_id
+from streams.processor import BatchResult, Poison, Processor
+
+log = structlog.get_logger(__name__)
+
+
+class ScoreProcessor(Processor):
+    name = "score"
+    families = ("readings",)
+    decode = "plain"
+
+    def __init__(self, serde: Serde, topics: TopicNames, snapshots: SnapshotStore, *,
+                 config: ScorerConfig | None = None, snapshot_every_batches: int = 20,
+                 snapshot_every_s: float = 5.0) -> None:
+        self._serde = serde
+        self._topics = topics
+        self._snapshots = snapshots
+        self._config = config or ScorerConfig()
+        self._every_batches = snapshot_every_batches
+        self._every_s = snapshot_every_s
+        self._scorers: dict[TopicPartition, Scorer] = {}
+        self._next: dict[TopicPartition, int] = {}
+        self._dirty: set[TopicPartition] = set()
+        self._batches = 0
+        self._last_snapshot = time.monotonic()
+
+    async def start(self) -> None:
+        await self._snapshots.start()
+
+    async def close(self) -> None:
+        await self._snapshots.close()
+
+    async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
+        stored = await self._snapshots.load(sorted(partitions))
+        seeks = {}
+        for tp in partitions:
+            offset, scorer = stored.get(tp, (0, Scorer(self._config)))
+            self._scorers[tp] = scorer
+            self._next[tp] = offset
+            seeks[tp] = offset
+        log.info("score.assigned", restored=len(stored), rebuilt=len(partitions) - len(stored))
+        return seeks
+
+    async def revoked(self, partitions: set[TopicPartition]) -> None:
+        await self._save([tp for tp in partitions if tp in self._dirty])
+        for tp in partitions:
+            self._scorers.pop(tp, None)
+            self._next.pop(tp, None)
+            self._dirty.discard(tp)
+
+    async def flush(self) -> None:
+        self._batches += 1
+        if self._batches >= self._every_batches or time.monotonic() - self._last_snapshot >= self._every_s:
+            await self._save(list(self._dirty))
+
+    async def _save(self, tps: list[TopicPartition]) -> None:
+        await self._snapshots.save({tp: (self._next[tp], self._scorers[tp]) for tp in tps if tp in self._scorers})
+        self._dirty.difference_update(tps)
+        self._batches = 0
+        self._last_snapshot = time.monotonic()
+
+    async def process(self, records: list[ConsumedRecord]) -> BatchResult:
+        out = BatchResult()
+        by_tp: dict[TopicPartition, list[ConsumedRecord]] = {}
+        for r in records:
+            by_tp.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+        now = int(datetime.now(UTC).timestamp() * 1_000_000)
+        for tp, recs in by_tp.items():
+            scorer = self._scorers.get(tp)
+            if scorer is None:
+                # Fetched while the partition was being (re)assigned (`assigned` awaits Redis while
+                # the fetcher already reads from the committed offset), or after it was taken away.
+                # Not applied: the runner seeks this partition to its snapshot's offset.
+                log.warning("score.skipped_unassigned", partition=f"{tp.topic}/{tp.partition}", records=len(recs))
+                continue
+            # A fetch that raced a rebalance can hand over records this state has already applied
+            # (the runner then seeks back to the snapshot's offset and they come again): apply
+            # each offset once, so the state never advances twice over the same reading.
+            done = self._next[tp]
+            if recs[0].offset < done:
+                recs = [r for r in recs if r.offset >= done]
+                if not recs:
+                    continue
+            elif recs[0].offset > done:  # offsets may have gaps; a warning, since it should be rare
+                log.warning("score.offset_gap", partition=f"{tp.topic}/{tp.partition}", expected=done,
+                            got=recs[0].offset)
+            good = []
+            for r in recs:
+                d = r.decoded
+                if d.event_type != "SensorReading":
+                    out.poison.append(Poison(r, "VALIDATION_FAILED",
+                                             f"a {d.event_type} on the readings topic, expected SensorReading"))
+                elif not math.isfinite(d.record["value"]):
+                    out.poison.append(Poison(r, "VALIDATION_FAILED", f"value is {d.record['value']}"))
+                else:
+                    good.append(r)
+            self._next[tp] = recs[-1].offset + 1
+            self._dirty.add(tp)
+            if good:
+                out.outputs.extend(self._score(scorer, good, now))
+        return out
+
+    def _score(self, scorer: Scorer, recs: list[ConsumedRecord], now: int) -> list[OutgoingRecord]:
+        rows = [r.decoded.record for r in recs]
+        keys = [f"{x['twin_id']}/{x['sensor_id']}" for x in rows]
+        times = np.fromiter((x["occurred_at"] for x in rows), np.float64, len(rows)) / 1e6
+        values = np.fromiter((x["value"] for x in rows), np.float64, len(rows))
+        res = scorer.score_batch(keys, times, values)
+        scores, flags, alerts = res.score.tolist(), res.is_anomaly.tolist(), res.alert.tolist()
+        name, version, threshold = scorer.model_name, scorer.model_version, scorer.threshold
+        enc = self._serde.encode
+        t_scores, t_alerts = self._topics.topic("scores"), self._topics.topic("alerts")
+        out = []
+        for r, x, sc, flag, al in zip(recs, rows, scores, flags, alerts):
+            rid = x["event_id"]
+            eid = str(derived_id("score", rid))
+            out.append(OutgoingRecord(t_scores, r.key, enc("AnomalyScored", {
+                "event_id": eid, "event_type": "AnomalyScored", "occurred_at": x["occurred_at"],
+                "recorded_at": now, "source": self.name, "correlation_id": x.get("correlation_id"),
+                "causation_id": rid, "twin_id": x["twin_id"], "sensor_id": x["sensor_id"],
+                "reading_event_id": rid, "value": x["value"], "score": sc, "is_anomaly": flag,
+                "model_name": name, "model_version": version,
+            }), eid))
+            if al != ALERT_NONE:
+                state = "RAISED" if al == ALERT_RAISED else "CLEARED"
+                aid = str(derived_id("alert", rid, state))
+                out.append(OutgoingRecord(t_alerts, r.key, enc("AnomalyDetected", {
+                    "event_id": aid, "event_type": "AnomalyDetected", "occurred_at": x["occurred_at"],
+                    "recorded_at": now, "source": self.name, "correlation_id": x.get("correlation_id"),
+                    "causation_id": rid, "twin_id": x["twin_id"], "sensor_id": x["sensor_id"],
+                    "state": state, "score": sc, "threshold": threshold, "reading_event_id": rid,
+                    "model_name": name, "model_version": version,
+                }), aid))
+        return out
