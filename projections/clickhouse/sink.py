@@ -74,11 +74,12 @@ def _from_ch(kind: str, v: Any) -> Any:
 class ClickHouseSink(Sink):
     kind = "clickhouse"
 
-    def __init__(self, projection: Projection, target: str, dsn: str) -> None:
+    def __init__(self, projection: Projection, target: str, dsn: str, *, live: str | None = None) -> None:
         super().__init__(projection, target)
         if not _IDENT.match(target):
             raise ValueError(f"not a valid ClickHouse database name: {target!r}")
         self._dsn = dsn
+        self.live = live or projection.name
         self._client: Any = None
 
     # -- plumbing --------------------------------------------------------------------------------
@@ -129,18 +130,17 @@ class ClickHouseSink(Sink):
     async def drop(self) -> None:
         await self._run(lambda c: self._command(c, f"DROP DATABASE IF EXISTS `{self.target}`"))
 
-    async def promote(self, live: str) -> str | None:
-        """Make this target the live one: ``EXCHANGE TABLES`` per table (each swap atomic), then the
-        old tables' database is renamed; returns that name (drop it when done) or None."""
+    async def promote(self, live: str | None = None) -> ClickHouseSink | None:
+        """Make this target the live database: ``EXCHANGE TABLES`` per table (each swap atomic), then
+        the database now holding the old tables is renamed aside. Returns a sink on it (for the caller
+        to drop) or None when there was no live database."""
+        live = live or self.live
         tables = [t.name for t in self.projection.tables] + ["_positions"]
         old = f"{live}__old_{self.target.rsplit('_', 1)[-1]}"
-
-        def work(client) -> str | None:
-            result = swap_databases(client, self.target, live, tables, old, self._command, self._query)
-            return result
-        result = await self._run(work)
+        result = await self._run(lambda c: swap_databases(c, self.target, live, tables, old, self._command,
+                                                          self._query))
         self.target = live
-        return result
+        return ClickHouseSink(self.projection, result, self._dsn, live=live) if result else None
 
     async def close(self) -> None:
         if self._client is not None:

@@ -14,10 +14,5 @@ def make_sink(platform: Platform, kind: str, projection: Projection, target: str
 
 
 async def promote(platform: Platform, sink: Sink) -> Sink | None:
-    """``sink.promote()``, as a sink on the previous live target (ClickHouse's promote takes the
-    live database's name and returns the old one's)."""
-    if sink.kind == "clickhouse":
-        live = platform.projection_sink(sink.projection, "clickhouse").target
-        old = await sink.promote(live)  # type: ignore[call-arg]
-        return None if old is None else platform.projection_sink(sink.projection, "clickhouse", old)
+    """``sink.promote()``: every sink returns a sink on the previous live target, or None."""
     return await sink.promote()

@@ -22,10 +22,10 @@ def test_promote_swaps_a_rebuilt_target_in_and_keeps_the_old_one(platform, topic
             await s.setup()
         await live.apply([Change("rows", ("k", "1"), 1, {"s": "old"})], {("t", 0): 1})
         await new.apply([Change("rows", ("k", "1"), 2, {"s": "new"})], {("t", 0): 2})
-        old = await new.promote(base)
+        old_sink = await new.promote(base)
+        old = old_sink.target
         try:
             after = await new.snapshot(), await new.positions()
-            old_sink = platform.projection_sink(CONTRACT, "clickhouse", old)
             kept = await old_sink.snapshot()
             await old_sink.close()
         finally:
