@@ -238,7 +238,8 @@ class Platform:
             if dsn is None:
                 raise ConfigError("no ClickHouse configured: run `qi stack up` or set QI_CLICKHOUSE_DSN")
             live = ns + projection.name
-            return ClickHouseSink(projection, target or (f"{live}__{generation}" if generation else live), dsn)
+            return ClickHouseSink(projection, target or (f"{live}__{generation}" if generation else live), dsn,
+                                  live=live)
         raise ConfigError(f"unknown sink {kind!r}: postgres or redis")
 
     # -- certificate validation (faust) -------------------------------------------------------
