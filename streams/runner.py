@@ -83,7 +83,7 @@ class BatchRunner:
         self.metrics = metrics or RunnerMetrics(worker=processor.name)
         self._retrying_now = 0
         self._epoch = 0  # bumped by every rebalance: a fetch from before it is stale
-        self._sought: set[TopicPartition] = set()  # partitions the processor positioned itself
+        self._sought: dict[TopicPartition, int] = {}  # positions the processor chose at assignment
         self._joined = False
         self._last_lag_check = 0.0
         self._input_topics = [topics.topic(f) for f in processor.families]
@@ -338,8 +338,10 @@ class BatchRunner:
         assert self._consumer is not None
         mine = self._consumer.assignment()
         for tp, messages in fetched.items():
-            if messages and tp in mine and tp not in self._sought:
-                self._consumer.seek(tp, messages[0].offset)
+            if messages and tp in mine:
+                # a partition the processor positioned goes back to that position: the dropped
+                # records may have been fetched after the seek (and would otherwise be skipped)
+                self._consumer.seek(tp, self._sought.get(tp, messages[0].offset))
         self._log.info("runner.stale_fetch_dropped", records=sum(len(m) for m in fetched.values()))
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -357,9 +359,9 @@ class BatchRunner:
             positions = await self._retrying("load stored positions",
                                              lambda: self._processor.assigned(set(assigned)))
             assert self._consumer is not None
-            self._sought = {tp for tp in positions if tp in assigned}
-            for tp in self._sought:
-                self._consumer.seek(tp, positions[tp])
+            self._sought = {tp: o for tp, o in positions.items() if tp in assigned}
+            for tp, offset in self._sought.items():
+                self._consumer.seek(tp, offset)
             self._epoch += 1
         self._joined = True
         self._last_lag_check = 0.0
