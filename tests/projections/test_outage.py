@@ -37,7 +37,7 @@ class Dedicated:
         self.rec: process.ProcessRecord | None = None
 
     def start(self) -> None:
-        launch = self.svc.prepare(self.data_dir, self.port)
+        launch = self.svc.prepare(self.data_dir, self.port, {})
         argv = launch.argv
         if self.kind == "redis":  # survive the restart: append-only file, fsync'd per write
             i = argv.index("--appendonly")
