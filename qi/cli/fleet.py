@@ -38,6 +38,24 @@ def _supervisor_record(platform: Platform) -> process.ProcessRecord | None:
         return None
 
 
+def running(platform: Platform) -> bool:
+    """Whether this run directory's supervisor is alive."""
+    rec = _supervisor_record(platform)
+    return rec is not None and process.process_of(rec) is not None
+
+
+def _ensure_log_key(platform: Platform) -> None:
+    """The audit worker signs tree heads: on the embedded default, make its key pair once."""
+    a = platform.settings.audit
+    key_dir = platform.log_key_dir()
+    if (key_dir / f"{a.key_name}.pub.json").exists():
+        return
+    from events.signing import HybridKeyPair
+
+    HybridKeyPair.generate(key_id=f"{a.log_id}/1").save(key_dir, a.key_name)
+    click.echo(f"generated the audit log's key pair in {key_dir} (private key files mode 0600)")
+
+
 @click.command()
 @click.option("--wait", "wait_s", type=float, default=30.0, show_default=True,
               help="how long to wait for every worker to be running")
@@ -53,6 +71,8 @@ def up(platform: Platform, wait_s: float) -> None:
             click.echo("starting the local stack...")
             platform.stack.up()
         run(platform.ensure_topics())
+        if platform.uses_local_stack:
+            _ensure_log_key(platform)
     except USER_ERRORS as e:
         fail(f"{e}\nInspect with `qi stack status`; clean up with `qi down`.")
     run_dir = platform.stack.run_dir

@@ -164,7 +164,9 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             t = outputs.get(r.topic)
             if t is None:
                 t = outputs[r.topic] = raw_topic(r.topic)
-            t.send_soon(key=r.key, value=r.value)  # buffered; flushed before offsets commit
+            # Handed to the producer now (flushed before offsets commit). Not send_soon: its buffer
+            # was seen stuck "full" for good after a SIGKILL-and-rebalance on the embedded broker.
+            await t.send(key=r.key, value=r.value)
 
     @app.task
     async def follow_facts() -> None:

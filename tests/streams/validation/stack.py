@@ -79,6 +79,7 @@ class Outputs:
         self.expiring: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.dead: dict[tuple[str, int, int], list[dict[str, Any]]] = defaultdict(list)
         self._reader = None
+        self._polling = asyncio.Lock()  # several waiters may poll at once (producer and killer)
 
     async def __aenter__(self) -> Outputs:
         serde = await self.platform.serde()
@@ -90,6 +91,10 @@ class Outputs:
         await self._reader.close()
 
     async def poll(self) -> None:
+        async with self._polling:
+            await self._poll()
+
+    async def _poll(self) -> None:
         async for batch in self._reader.batches(timeout_ms=200):
             for r in batch:
                 ev = r.decoded.record
