@@ -6,7 +6,8 @@ STAMP  := $(VENV)/.installed
 
 .PHONY: run test bench stop clean
 
-run: $(STAMP)            ## start the embedded stack, publish sample events, read them back
+run: $(STAMP)            ## the whole platform (qi up), a demo workload, every worker's results
+	$(BIN)/qi up
 	$(BIN)/qi demo
 
 test: $(STAMP)           ## the whole test suite against a real local stack
@@ -19,8 +20,8 @@ bench: $(STAMP)          ## the benchmarks of docs/performance.md
 	$(BIN)/python bench/score.py
 	$(BIN)/python bench/bridge.py
 
-stop: $(STAMP)           ## stop the embedded stack started by `make run`
-	$(BIN)/qi stack down
+stop: $(STAMP)           ## stop the workers and the embedded stack started by `make run` (data kept)
+	$(BIN)/qi down
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
