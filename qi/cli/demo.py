@@ -34,6 +34,7 @@ def demo(ctx: click.Context, timeout_s: float) -> None:
     platform: Platform = ctx.obj
     if not running(platform):
         ctx.invoke(up)
+    _wait_ready(platform, timeout_s)
     try:
         ok = run(_demo(platform, timeout_s))
     except USER_ERRORS as e:
@@ -104,6 +105,26 @@ async def _demo(platform: Platform, timeout_s: float) -> bool:
     click.echo("\n" + ("every worker produced what the demo's inputs imply" if ok
                        else "some results are missing or unexpected: see `qi ps` and the worker logs"))
     return ok
+
+
+def _wait_ready(platform: Platform, timeout_s: float) -> None:
+    """Every worker ready (in its group, caught up; the bridge subscribed): an MQTT message sent
+    before the bridge's first subscription would have no session to wait in."""
+    import time
+
+    from qi.cli.fleet import _health
+    from qi.fleet.supervisor import load_state
+
+    deadline = time.monotonic() + timeout_s
+    waiting: list[str] = []
+    while time.monotonic() < deadline:
+        state = load_state(platform.stack.run_dir)
+        names = list(state.instances) if state else []
+        waiting = [n for n in names if _health(platform.stack.run_dir, n)[0] != "ready"]
+        if names and not waiting:
+            return
+        time.sleep(0.5)
+    click.secho(f"not ready after {timeout_s:.0f} s: {', '.join(waiting)} (see `qi ps`); going on", fg="yellow")
 
 
 def _matches(verdicts: show.Verdicts, cid: str) -> bool:
