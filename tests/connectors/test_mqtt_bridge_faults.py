@@ -128,9 +128,10 @@ def test_kafka_outage_keeps_memory_bounded_and_drains_after(local_stack, topic_p
     # through a proxy (it advertises the proxy's address).
     port = free_port()
     proxy = TcpProxy(port)
-    launch = Kafka().prepare(tmp_path / "kafka", port)
-    argv = [*launch.argv[:-1], f"tcp://127.0.0.1:{proxy.port}"]
-    assert launch.argv[-2] == "--advertised-listener-url"
+    launch = Kafka("memory").prepare(tmp_path / "kafka", port, {})
+    argv = list(launch.argv)
+    i = argv.index("--advertised-listener-url")
+    argv[i + 1] = f"tcp://127.0.0.1:{proxy.port}"
     kafka = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     proxy.start()
     bootstrap = Kafka().url(proxy.port)
