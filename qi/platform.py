@@ -266,10 +266,11 @@ class Platform:
         data_dir = v.data_dir or self.stack.run_dir / "faust" / topo.app_id
         health = None
         if instance is not None:
-            def health(fn):
-                return self.health_server(fn, [], instance=instance)
+            def health(fn, registries):
+                return self.health_server(fn, registries, instance=instance)
         return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
-                         settings=v, data_dir=data_dir, health_server=health)
+                         settings=v, data_dir=data_dir, health_server=health,
+                         ready_max_lag=self.settings.runner.ready_max_lag)
 
     def warehouse(self, database: str | None = None):
         """The ClickHouse warehouse writer (``projections.clickhouse``); not started."""

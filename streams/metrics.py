@@ -44,6 +44,9 @@ class RunnerMetrics:
         self._batch_latency = Histogram("qi_batch_seconds", "fetch-to-commit time of a batch", w,
                                         buckets=_LATENCIES, registry=r)
         self._lag = Gauge("qi_consumer_lag", "records behind the log end", [*w, "topic", "partition"], registry=r)
+        self._age = Gauge("qi_record_age_seconds",
+                          "wall clock minus the log append time of the newest record of the last committed batch "
+                          "(for a projector: its projection lag)", w, registry=r)
 
     def count_consumed(self, topic: str, n: int) -> None:
         self.consumed[topic] += n
@@ -68,6 +71,9 @@ class RunnerMetrics:
         self.batch_seconds_max = max(self.batch_seconds_max, seconds)
         self._batch_size.labels(self.worker).observe(size)
         self._batch_latency.labels(self.worker).observe(seconds)
+
+    def set_record_age(self, seconds: float) -> None:
+        self._age.labels(self.worker).set(max(seconds, 0.0))
 
     def set_lag(self, topic: str, partition: int, lag: int) -> None:
         self.lag[(topic, partition)] = lag

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
 from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
 
 from events.errors import PoisonKind
 from events.publisher import OutgoingRecord
@@ -53,6 +54,10 @@ class Processor:
 
     async def revoked(self, partitions: set[TopicPartition]) -> None:
         """Partitions taken away, after their last batch was published, flushed and committed."""
+
+    def registries(self) -> list[CollectorRegistry]:
+        """Prometheus registries of the processor's own metrics, served on /metrics beside the runner's."""
+        return []
 
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
         """One fetch of decodable records, in offset order per partition."""

@@ -200,6 +200,9 @@ class BatchRunner:
         for p in result.poison:
             self.metrics.count_dead(p.record.topic)
         self.metrics.observe_batch(sum(len(m) for m in fetched.values()), time.perf_counter() - t0)
+        newest_ms = max((m[-1].timestamp or 0 for m in fetched.values() if m), default=0)
+        if newest_ms:
+            self.metrics.set_record_age(time.time() - newest_ms / 1000)
 
     async def _decode(self, tp: TopicPartition, m) -> tuple[ConsumedRecord, DecodeError | None]:
         value = m.value

@@ -35,7 +35,7 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
     runner = platform.batch_runner(processor, serde)  # type: ignore[arg-type]
     instance = platform.settings.runner.instance or f"{runner.processor.name}-{os.getpid()}"
     structlog.contextvars.bind_contextvars(worker=runner.processor.name, instance=instance)
-    health = platform.health_server(runner.health, [runner.metrics.registry], instance=instance)
+    health = platform.health_server(runner.health, [runner.metrics.registry, *runner.processor.registries()], instance=instance)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

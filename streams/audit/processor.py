@@ -13,10 +13,12 @@ import contextlib
 
 import structlog
 from aiokafka import TopicPartition
+from prometheus_client import CollectorRegistry
 
 from events.publisher import Publisher
 from events.reader import ConsumedRecord
 from streams.audit.errors import AuditStoreError, WriterConflict
+from streams.audit.metrics import audit_registry
 from streams.audit.writer import AuditWriter
 from streams.errors import RetriableError
 from streams.processor import BatchResult, Processor
@@ -36,6 +38,10 @@ class AuditProcessor(Processor):
         self._head_every_s = head_every_s
         self._lock = asyncio.Lock()
         self._ticker: asyncio.Task | None = None
+        self._registry = audit_registry(writer)
+
+    def registries(self) -> list[CollectorRegistry]:
+        return [self._registry]
 
     async def start(self) -> None:
         await self._publisher.start()

@@ -105,6 +105,16 @@ class AuditWriter:
     def root(self) -> bytes:
         return self._cr.root()
 
+    @property
+    def head_age_s(self) -> float:
+        """Seconds since the last tree head was signed (or, before the first, since this writer loaded)."""
+        return time.monotonic() - self._last_head_mono
+
+    @property
+    def unsigned_leaves(self) -> int:
+        """Leaves appended since the last signed head."""
+        return self._cr.size - self._last_head_size
+
     def positions(self) -> dict[tuple[str, int], int]:
         """Next offset to read per (topic, partition), as committed with the tree."""
         return dict(self._positions)

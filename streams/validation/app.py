@@ -42,6 +42,7 @@ from events.reader import ConsumedRecord
 from events.serde import Serde
 from events.topics import TopicNames
 from qi.config import ValidationSettings
+from streams.metrics import RunnerMetrics
 from streams.validation.checks import Policy
 from streams.validation.facts import CertState
 from streams.validation.judge import Judge, JudgeConfig, Poisoned, Tables
@@ -99,12 +100,18 @@ def _consumed(msg: Any) -> ConsumedRecord:
 
 
 def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: ValidationTopology,
-              settings: ValidationSettings, data_dir: Path, health_server: Any = None) -> faust.App:
+              settings: ValidationSettings, data_dir: Path, health_server: Any = None,
+              metrics: RunnerMetrics | None = None, ready_max_lag: int = 1000) -> faust.App:
     """A fresh faust app for one worker process (no module-level app).
 
-    ``health_server(health_fn)`` (optional) returns a started-later
-    :class:`~streams.health.HealthServer`; it is served on the app's loop.
+    ``health_server(health_fn, registries)`` (optional) returns a started-later
+    :class:`~streams.health.HealthServer`; it is served on the app's loop with
+    ``metrics`` (the same counters and lag gauges as the batch workers).
     """
+    metrics = metrics or RunnerMetrics(worker="validate")
+    done: dict[tuple[str, int], int] = {}  # next offset to process per input partition
+    inputs = {topo.certificates, topo.issuers, topo.twins}
+    dead_topic = topics.topic("deadletter")
     data_dir.mkdir(parents=True, exist_ok=True)
     app = faust.App(
         topo.app_id,
@@ -167,6 +174,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             # Handed to the producer now (flushed before offsets commit). Not send_soon: its buffer
             # was seen stuck "full" for good after a SIGKILL-and-rebalance on the embedded broker.
             await t.send(key=r.key, value=r.value)
+            metrics.count_produced(r.topic)
 
     @app.task
     async def follow_facts() -> None:
@@ -187,10 +195,13 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         the facts themselves are folded by every worker's replica."""
         async for event in stream.events():
             rec = _consumed(event.message)
+            metrics.count_consumed(rec.topic, 1)
             try:
                 await judge.decode(rec, family)
             except Poisoned as p:
                 await send([judge.dead_letter(rec, p.kind, p.message)])
+                metrics.count_dead(rec.topic)
+            done[(rec.topic, rec.partition)] = rec.offset + 1
 
     @app.agent(raw_topic(topo.issuers, topo.issuer_partitions), name="issuers")
     async def on_issuers(stream: Any) -> None:
@@ -208,6 +219,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         await replica.ready.wait()  # never judge against a trust registry older than the log
         async for event in stream.events():
             msg = event.message
+            metrics.count_consumed(msg.topic, 1)
             try:
                 if msg.topic == topo.recheck:
                     out = await judge.recheck(msg.key.decode())
@@ -222,6 +234,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                     continue
                 out = [judge.dead_letter(_consumed(msg), "PROCESSING_ERROR", repr(e))]
             await send(out)
+            metrics.count_dead(msg.topic, sum(r.topic == dead_topic for r in out))
+            done[(msg.topic, msg.partition)] = msg.offset + 1
 
     @app.timer(interval=settings.recheck_interval_s)
     async def recheck_due() -> None:
@@ -243,15 +257,38 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         except Exception:  # noqa: BLE001 - a timer that raises would stop the app
             log.exception("validation.recheck_failed")
 
+
+    @app.timer(interval=1.0)
+    async def refresh_lag() -> None:
+        """Records between what this worker processed and the log end, per assigned input partition."""
+        try:
+            tps = [tp for tp in app.assignor.assigned_actives() if tp.topic in inputs]
+            ends = await app.consumer.highwaters(*tps) if tps else {}
+            metrics.forget_partitions([k for k in metrics.lag if k not in {(tp.topic, tp.partition) for tp in tps}])
+            for tp in tps:
+                at = done.get((tp.topic, tp.partition))
+                if at is None:
+                    at = await app.consumer.position(tp)
+                hw = ends.get(tp)
+                if hw is not None and at is not None:
+                    metrics.set_lag(tp.topic, tp.partition, max(hw - at, 0))
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the app
+            log.debug("validation.lag_unknown", exc_info=True)
+
     if health_server is not None:
         def health() -> dict[str, object]:
             assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates)
-            ready = replica.ready.is_set()
-            return {"ready": ready, "reason": None if ready else "catching up with issuers and twins",
+            lag = metrics.total_lag
+            reason = None
+            if not replica.ready.is_set():
+                reason = "catching up with issuers and twins"
+            elif lag > ready_max_lag:
+                reason = f"{lag} records behind (bound {ready_max_lag})"
+            return {"worker": "validate", "ready": reason is None, "reason": reason, "lag": lag,
                     "certificate_partitions": assigned, "issuers": len(replica.issuers),
                     "twins": len(replica.twins)}
 
-        server = health_server(health)
+        server = health_server(health, [metrics.registry])
 
         @app.task
         async def serve_health() -> None:

@@ -9,7 +9,7 @@ from qi.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Infrastructure the configuration expects, by compose service name.
-INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis", "mosquitto"}
+INFRASTRUCTURE = {"kafka", "schema-registry", "postgres", "clickhouse", "redis", "mosquitto", "prometheus", "grafana"}
 #: QI Stream's own services so far (add each new worker here and in the compose file).
 WORKERS = {"qi-topics": ["qi", "topics", "create"]}
 WORKERS["qi-score"] = ["qi", "worker", "score"]
@@ -61,3 +61,39 @@ def test_endpoints_point_at_compose_services(compose):
     assert "schema-registry:8081" in env["QI_SCHEMA_REGISTRY_URL"]
     assert "@postgres:5432" in env["QI_POSTGRES_DSN"] and "clickhouse:8123" in env["QI_CLICKHOUSE_DSN"]
     assert env["QI_REDIS_URL"].startswith("redis://redis:") and env["QI_MQTT_URL"].startswith("mqtt://mosquitto:")
+
+
+def _mounts(svc: dict) -> dict[str, str]:
+    """container path -> host path of a service's bind mounts."""
+    out = {}
+    for v in svc.get("volumes", []):
+        host, container = v.split(":")[:2]
+        out[container] = host
+    return out
+
+
+def test_prometheus_scrapes_every_worker_on_its_health_port(compose):
+    env = compose["x-qi-env"]
+    assert env["QI_RUNNER_HEALTH_HOST"] == "0.0.0.0"
+    port = int(env["QI_RUNNER_HEALTH_PORT"])
+    config_host = _mounts(compose["services"]["prometheus"])["/etc/prometheus/prometheus.yml"]
+    config = yaml.safe_load((ROOT / config_host).read_text())
+    scraped = set()
+    for job in config["scrape_configs"]:
+        for sd in job.get("dns_sd_configs", []):
+            assert sd["port"] == port
+            scraped |= set(sd["names"])
+        for sc in job.get("static_configs", []):
+            scraped |= {t.split(":")[0] for t in sc["targets"] if int(t.split(":")[1]) == port}
+    long_running = {name for name in WORKERS if compose["services"][name].get("restart") != "no"}
+    assert long_running and scraped == long_running
+
+
+def test_grafana_is_provisioned_with_the_dashboard_and_the_prometheus_datasource(compose):
+    mounts = _mounts(compose["services"]["grafana"])
+    provisioning = ROOT / mounts["/etc/grafana/provisioning"]
+    providers = yaml.safe_load((provisioning / "dashboards" / "qi-stream.yml").read_text())["providers"]
+    dash_path = providers[0]["options"]["path"]
+    assert list((ROOT / mounts[dash_path]).glob("*.json")), "the dashboards directory Grafana reads is empty"
+    datasource = yaml.safe_load((provisioning / "datasources" / "prometheus.yml").read_text())["datasources"][0]
+    assert datasource["url"].split("//")[1].split(":")[0] in compose["services"]

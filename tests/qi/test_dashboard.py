@@ -8,6 +8,8 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry
 
+from connectors.mqtt.metrics import BridgeMetrics
+from streams.audit.metrics import audit_registry
 from streams.metrics import RunnerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -18,7 +20,11 @@ SUFFIXES = {"counter": ("_total", "_created"), "histogram": ("_bucket", "_sum", 
 
 def exported_series() -> set[str]:
     """Every sample name our workers' registries can expose."""
-    registries: list[CollectorRegistry] = [RunnerMetrics().registry]
+    class _Tree:
+        tree_size, head_age_s, unsigned_leaves = 0, 0.0, 0
+
+    registries: list[CollectorRegistry] = [RunnerMetrics().registry, BridgeMetrics().registry,
+                                           audit_registry(_Tree())]
     names: set[str] = set()
     for registry in registries:
         for family in registry.collect():
