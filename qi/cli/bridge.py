@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 
 import click
-import structlog
 
 from connectors.mqtt.errors import MappingConfigError
 from connectors.mqtt.mapping import load_mapping
 from events.errors import PublishError
+from qi.cli.worker import serve_until_signalled
 from qi.platform import ConfigError, Platform
 
 
@@ -48,18 +47,7 @@ async def _run(platform: Platform, mapping) -> None:  # noqa: ANN001
     await platform.ensure_topics()
     serde = await platform.serde()
     service = platform.mqtt_bridge(mapping, serde)
-    instance = platform.settings.runner.instance or f"bridge-{os.getpid()}"
-    structlog.contextvars.bind_contextvars(worker="bridge", instance=instance)
-    health = platform.health_server(service.health, [service.metrics.registry], instance=instance)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await health.start()
-    try:
-        await service.run(stop)
-    finally:
-        await health.close()
+    await serve_until_signalled(platform, "bridge", service, [service.metrics.registry])
 
 
 @click.group()

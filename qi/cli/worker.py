@@ -11,9 +11,11 @@ import asyncio
 import os
 import signal
 from collections.abc import Awaitable, Callable
+from typing import Protocol
 
 import click
 import structlog
+from prometheus_client import CollectorRegistry
 
 from events.serde import Serde
 from qi.platform import Platform
@@ -25,6 +27,31 @@ def worker() -> None:
     """Run a stream processor (validate, score, project, audit) until SIGTERM."""
 
 
+class Service(Protocol):
+    """A long-running worker: runs until ``stop`` is set, reports health, keeps Prometheus series."""
+
+    def health(self) -> dict[str, object]: ...
+    async def run(self, stop: asyncio.Event) -> None: ...
+
+
+async def serve_until_signalled(platform: Platform, name: str, service: Service,
+                                registries: list[CollectorRegistry]) -> None:
+    """Run ``service`` with /health /ready /live /metrics until SIGTERM or SIGINT (then it finishes
+    its batch and returns); logs carry the worker and instance names."""
+    instance = platform.settings.runner.instance or f"{name}-{os.getpid()}"
+    structlog.contextvars.bind_contextvars(worker=name, instance=instance)
+    health = platform.health_server(service.health, registries, instance=instance)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await health.start()
+    try:
+        await service.run(stop)
+    finally:
+        await health.close()
+
+
 async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitable[Processor] | Processor]) -> None:
     """Prepare topics and serde, build the processor, run it on a batch runner until signalled."""
     await platform.ensure_topics()
@@ -33,18 +60,8 @@ async def run_batch_worker(platform: Platform, build: Callable[[Serde], Awaitabl
     if asyncio.iscoroutine(processor):
         processor = await processor
     runner = platform.batch_runner(processor, serde)  # type: ignore[arg-type]
-    instance = platform.settings.runner.instance or f"{runner.processor.name}-{os.getpid()}"
-    structlog.contextvars.bind_contextvars(worker=runner.processor.name, instance=instance)
-    health = platform.health_server(runner.health, [runner.metrics.registry, *runner.processor.registries()], instance=instance)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
-    await health.start()
-    try:
-        await runner.run(stop)
-    finally:
-        await health.close()
+    await serve_until_signalled(platform, runner.processor.name, runner,
+                                [runner.metrics.registry, *runner.processor.registries()])
 
 
 @worker.command()

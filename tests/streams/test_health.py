@@ -46,12 +46,12 @@ def test_ready_is_false_while_far_behind_and_true_once_caught_up(platform, tmp_p
                 async with httpx.AsyncClient(base_url=server.url) as http:
                     assert (await http.get("/live")).status_code == 200
                     # blocked in the first batch: lag is known and large, or not yet known: not ready
-                    await wait_for(lambda: runner.assignment(), 30)
-                    await asyncio.sleep(1.5)
+                    await wait_for(lambda: runner.health()["joined"] and runner.assignment(), 30)
                     behind = await http.get("/ready")
                     proc.gate.set()
                     await wait_for(lambda: proc.seen >= 3000, 60)
-                    await asyncio.sleep(1.5)
+                    # lag is refreshed at most once a second: wait for the worker to notice, not a fixed time
+                    await wait_for(lambda: runner.health()["ready"], 15)
                     caught_up = await http.get("/ready")
                     metrics = (await http.get("/metrics")).text
                     detail = (await http.get("/health")).json()
