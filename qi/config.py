@@ -165,6 +165,8 @@ class LogSettings(BaseSettings):
 
     format: Literal["auto", "json", "console"] = "auto"
     level: Literal["debug", "info", "warning", "error"] = "info"
+    fields: dict[str, str] = Field(default_factory=dict,
+                                   description='added to every line, e.g. {"worker": "score"} (JSON; set by `qi up`)')
 
 
 class AnomalySettings(BaseSettings):

@@ -181,7 +181,6 @@ class BatchRunner:
             if not messages:
                 continue
             ends[tp] = messages[-1].offset + 1
-            self.metrics.count_consumed(tp.topic, len(messages))
             for m in messages:
                 rec, error = await self._decode(tp, m)
                 if error is None:
@@ -197,6 +196,9 @@ class BatchRunner:
                 self.metrics.count_produced(topic, n)
         await self._retrying("flush processor state", self._processor.flush)
         await self._commit(ends)
+        for tp, messages in fetched.items():  # counted once committed: a rewound fetch is not counted twice
+            if messages:
+                self.metrics.count_consumed(tp.topic, len(messages))
         for p in result.poison:
             self.metrics.count_dead(p.record.topic)
         self.metrics.observe_batch(sum(len(m) for m in fetched.values()), time.perf_counter() - t0)

@@ -9,6 +9,7 @@ import time
 import click
 
 from qi.cli._common import USER_ERRORS, fail, run, table
+from qi.fleet import probe
 from qi.fleet.spec import fleet
 from qi.fleet.supervisor import Supervisor, load_state
 from qi.platform import Platform
@@ -18,14 +19,11 @@ from streams.health import announced_url
 
 def _health(run_dir, instance: str) -> tuple[str, str]:
     """(health, lag) of an instance from its /health endpoint, or ('-', '-')."""
-    import httpx
-
-    url = announced_url(run_dir, instance)
-    if url is None:
+    if announced_url(run_dir, instance) is None:
         return "-", "-"
     try:
-        h = httpx.get(f"{url}/health", timeout=1.0).json()
-    except (httpx.HTTPError, ValueError):
+        h = probe.health(run_dir, instance)
+    except probe.NoAnswer:
         return "no answer", "-"
     return ("ready" if h.get("ready") else "not ready"), str(h.get("lag", "-"))
 

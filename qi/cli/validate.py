@@ -33,7 +33,9 @@ def validate(platform: Platform) -> None:
     instance = platform.settings.runner.instance or f"validate-{os.getpid()}"
     structlog.contextvars.bind_contextvars(worker="validate", instance=instance)
     app = platform.validation_app(serde, instance=instance)
-    worker = faust.Worker(app, loop=loop, loglevel=platform.settings.log.level.upper(), redirect_stdouts=False, override_logging=False)
+    worker = faust.Worker(app, loop=loop, loglevel=platform.settings.log.level.upper(), redirect_stdouts=False, override_logging=False,
+                          quiet=True)
+    worker.spinner = None  # its terminal spinner would write control characters into the JSON log
     try:
         worker.execute_from_commandline()
     finally:  # the announcement must not outlive the process (qi ps would ask a dead port)

@@ -11,6 +11,7 @@ after every change, for ``qi ps``.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
@@ -97,7 +98,8 @@ class Supervisor:
             with open(st.log, "ab") as out:
                 child.proc = await asyncio.create_subprocess_exec(
                     *st.argv, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=asyncio.subprocess.STDOUT,
-                    env={**os.environ, "QI_RUNNER_INSTANCE": st.name},
+                    env={**os.environ, "QI_RUNNER_INSTANCE": st.name,
+                         "QI_LOG_FIELDS": json.dumps({"worker": st.worker, "instance": st.name})},
                 )
             st.pid = child.proc.pid
             try:

@@ -258,7 +258,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             log.exception("validation.recheck_failed")
 
 
-    @app.timer(interval=1.0)
+    @app.timer(interval=2.0)
     async def refresh_lag() -> None:
         """Records between what this worker processed and the log end, per assigned input partition."""
         try:
