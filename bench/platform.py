@@ -20,6 +20,12 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
+# This script is named like the stdlib's `platform`: its directory must not shadow it on sys.path.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
 import argparse
 import asyncio
 import os
@@ -27,19 +33,15 @@ import shutil
 import signal
 import statistics
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from bench import log_restart  # noqa: E402
 from bench._report import report  # noqa: E402
-from events.models import SensorReading  # noqa: E402
+from events.publisher import OutgoingRecord  # noqa: E402
 from qi.config import Settings  # noqa: E402
 from qi.fleet import probe  # noqa: E402
 from qi.fleet.supervisor import load_state  # noqa: E402
@@ -69,11 +71,15 @@ def wait_ready(names: list[str], timeout_s: float = 180) -> None:
                        f"{[n for n in names if not probe.is_ready(RUN_DIR, n)]}")
 
 
-def reading(i: int, twin: str, sensor: str) -> SensorReading:
+def encoded_reading(serde, topic: str, i: int, twin: str, sensor: str) -> OutgoingRecord:
+    """A SensorReading encoded ahead of time: the load generator must not be the bottleneck."""
     now = datetime.now(UTC)
-    return SensorReading(event_id=uuid.uuid4(), occurred_at=now, recorded_at=now, source="bench-platform",
-                         twin_id=twin, sensor_id=sensor, quantity="temperature", value=20.0 + (i % 100) / 10,
-                         unit="degC")
+    value = serde.encode("SensorReading", {
+        "event_id": uuid.uuid4(), "event_type": "SensorReading", "occurred_at": now, "recorded_at": now,
+        "source": "bench-platform", "correlation_id": None, "causation_id": None,
+        "twin_id": twin, "sensor_id": sensor, "quantity": "temperature", "value": 20.0 + (i % 100) / 10,
+        "unit": "degC"})
+    return OutgoingRecord(topic, f"{twin}/{sensor}".encode(), value)
 
 
 async def latency(platform: Platform, rate: int, seconds: float) -> dict:
@@ -115,26 +121,40 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
     stopped_at = [0.0]
     tasks = [asyncio.create_task(floor()), asyncio.create_task(watch_model())]
     per_slice = max(1, round(rate * SLICE_S))
+    n_slices = int(seconds / SLICE_S)
+    probe_every = max(1, round(PROBE_EVERY_S / SLICE_S))
+    slices = []
+    for k in range(n_slices):
+        base = k * per_slice
+        batch = [encoded_reading(serde, topic, base + i, f"bench-twin-{(base + i) % 50}", f"s{(base + i) % 20}")
+                 for i in range(per_slice)]
+        probe_sensor = f"p{k}" if k % probe_every == 0 else None
+        if probe_sensor:
+            batch[-1] = encoded_reading(serde, topic, base, "bench-probe", probe_sensor)
+        slices.append((probe_sensor, batch))
     published = 0
+    in_flight = asyncio.Semaphore(10)  # slices awaiting acknowledgement: the producer pipelines them
+
+    async def send(batch: list[OutgoingRecord]) -> None:
+        nonlocal published
+        try:
+            await pub.publish_records(batch)
+            published += len(batch)
+        finally:
+            in_flight.release()
+
     async with platform.publisher(serde) as pub:
         t0 = time.monotonic()
-        next_probe = t0
-        n_slices = int(seconds / SLICE_S)
-        for k in range(n_slices):
-            batch = [reading(published + i, f"bench-twin-{(published + i) % 50}", f"s{(published + i) % 20}")
-                     for i in range(per_slice)]
-            probe_sensor = None
-            if time.monotonic() >= next_probe:
-                probe_sensor = f"p{k}"
-                batch[-1] = reading(published, "bench-probe", probe_sensor)
-                next_probe += PROBE_EVERY_S
+        sends = []
+        for k, (probe_sensor, batch) in enumerate(slices):
+            await in_flight.acquire()
             if probe_sensor:
                 sent_at[probe_sensor] = time.monotonic()
-            await pub.publish_many(batch)
-            published += len(batch)
+            sends.append(asyncio.create_task(send(batch)))
             delay = t0 + (k + 1) * SLICE_S - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
+        await asyncio.gather(*sends)
         elapsed = time.monotonic() - t0
     stop.set()
     stopped_at[0] = time.monotonic()
@@ -174,17 +194,19 @@ def main() -> None:
     ap.add_argument("--rate", type=int, default=5000, help="readings per second")
     ap.add_argument("--seconds", type=float, default=30.0)
     ap.add_argument("--log-events", type=int, default=1_000_000)
+    ap.add_argument("--log-storage", choices=["durable", "memory"], default="durable",
+                    help="the fleet's Kafka log (durable: the embedded default)")
     args = ap.parse_args()
 
     shutil.rmtree(RUN_DIR, ignore_errors=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("QI_")}
-    env.update({"QI_STACK_RUN_DIR": str(RUN_DIR), "QI_LOG_FORMAT": "json"})
+    env.update({"QI_STACK_RUN_DIR": str(RUN_DIR), "QI_LOG_FORMAT": "json", "QI_STACK_LOG_STORAGE": args.log_storage})
     try:
         qi(env, "up", "--wait", "120")
         names = sorted(load_state(RUN_DIR).instances)
         wait_ready(names)
         os.environ["QI_STACK_RUN_DIR"] = str(RUN_DIR)
-        platform = Platform(Settings())
+        platform = Platform(Settings.from_env())
         lat = asyncio.run(latency(platform, args.rate, args.seconds))
         wait_ready(names)
         restarts = restart_to_ready(names)
