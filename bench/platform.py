@@ -61,16 +61,6 @@ def qi(env: dict, *args: str, timeout: float = 600) -> subprocess.CompletedProce
     return res
 
 
-def wait_ready(names: list[str], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if all(probe.is_ready(RUN_DIR, n) for n in names):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"not every worker ready after {timeout_s} s: "
-                       f"{[n for n in names if not probe.is_ready(RUN_DIR, n)]}")
-
-
 def encoded_reading(serde, topic: str, i: int, twin: str, sensor: str) -> OutgoingRecord:
     """A SensorReading encoded ahead of time: the load generator must not be the bottleneck."""
     now = datetime.now(UTC)
@@ -115,11 +105,8 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
                 if (await lookups.sensor("bench-probe", sensor))["reading"] is not None:
                     seen_model[sensor] = time.monotonic()
             await asyncio.sleep(0.01)
-            if stop.is_set() and time.monotonic() - stopped_at[0] > 60:
-                return
 
-    stopped_at = [0.0]
-    tasks = [asyncio.create_task(floor()), asyncio.create_task(watch_model())]
+    floor_task, model_task = asyncio.create_task(floor()), asyncio.create_task(watch_model())
     per_slice = max(1, round(rate * SLICE_S))
     n_slices = int(seconds / SLICE_S)
     probe_every = max(1, round(PROBE_EVERY_S / SLICE_S))
@@ -157,8 +144,11 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
         await asyncio.gather(*sends)
         elapsed = time.monotonic() - t0
     stop.set()
-    stopped_at[0] = time.monotonic()
-    await asyncio.gather(*tasks)
+    await floor_task
+    try:  # probes the read model has not shown 60 s after the load ended count as missing
+        await asyncio.wait_for(model_task, 60)
+    except TimeoutError:
+        pass
     await consumer.stop()
     await lookups.close()
 
@@ -177,15 +167,7 @@ def restart_to_ready(names: list[str]) -> dict[str, float]:
     for name in names:
         victim = load_state(RUN_DIR).instances[name].pid
         os.kill(victim, signal.SIGKILL)
-        t0 = time.monotonic()
-        while True:
-            st = load_state(RUN_DIR).instances[name]
-            if st.state == "running" and st.pid not in (None, victim) and probe.is_ready(RUN_DIR, name):
-                break
-            if time.monotonic() - t0 > 180:
-                raise RuntimeError(f"{name} not ready 180 s after SIGKILL")
-            time.sleep(0.05)
-        out[name] = round(time.monotonic() - t0, 2)
+        out[name] = round(probe.wait_restarted(RUN_DIR, name, victim, timeout_s=180), 2)
     return out
 
 
@@ -204,11 +186,11 @@ def main() -> None:
     try:
         qi(env, "up", "--wait", "120")
         names = sorted(load_state(RUN_DIR).instances)
-        wait_ready(names)
+        probe.wait_ready(RUN_DIR, names, timeout_s=180)
         os.environ["QI_STACK_RUN_DIR"] = str(RUN_DIR)
         platform = Platform(Settings.from_env())
         lat = asyncio.run(latency(platform, args.rate, args.seconds))
-        wait_ready(names)
+        probe.wait_ready(RUN_DIR, names, timeout_s=180)
         restarts = restart_to_ready(names)
     finally:
         subprocess.run([sys.executable, "-m", "qi", "down", "--purge"], env=env, cwd=ROOT, capture_output=True,

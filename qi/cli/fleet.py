@@ -14,17 +14,14 @@ from qi.fleet.spec import fleet
 from qi.fleet.supervisor import Supervisor, load_state
 from qi.platform import Platform
 from qi.stack import process
-from streams.health import announced_url
 
 
 def _health(run_dir, instance: str) -> tuple[str, str]:
     """(health, lag) of an instance from its /health endpoint, or ('-', '-')."""
-    if announced_url(run_dir, instance) is None:
-        return "-", "-"
     try:
         h = probe.health(run_dir, instance)
-    except probe.NoAnswer:
-        return "no answer", "-"
+    except probe.NoAnswer as e:
+        return ("no answer" if e.announced else "-"), "-"
     return ("ready" if h.get("ready") else "not ready"), str(h.get("lag", "-"))
 
 

@@ -101,14 +101,14 @@ def _consumed(msg: Any) -> ConsumedRecord:
 
 def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: ValidationTopology,
               settings: ValidationSettings, data_dir: Path, health_server: Any = None,
-              metrics: RunnerMetrics | None = None, ready_max_lag: int = 1000) -> faust.App:
+              ready_max_lag: int = 1000) -> faust.App:
     """A fresh faust app for one worker process (no module-level app).
 
     ``health_server(health_fn, registries)`` (optional) returns a started-later
-    :class:`~streams.health.HealthServer`; it is served on the app's loop with
-    ``metrics`` (the same counters and lag gauges as the batch workers).
+    :class:`~streams.health.HealthServer`; it is served on the app's loop with the
+    app's metrics (the same counters and lag gauges as the batch workers).
     """
-    metrics = metrics or RunnerMetrics(worker="validate")
+    metrics = RunnerMetrics(worker="validate")
     done: dict[tuple[str, int], int] = {}  # next offset to process per input partition
     inputs = {topo.certificates, topo.issuers, topo.twins}
     dead_topic = topics.topic("deadletter")
@@ -256,7 +256,6 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                     await recheck_topic.send(key=key, value=RECHECK, partition=state.partition)
         except Exception:  # noqa: BLE001 - a timer that raises would stop the app
             log.exception("validation.recheck_failed")
-
 
     @app.timer(interval=2.0)
     async def refresh_lag() -> None:

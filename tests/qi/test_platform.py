@@ -21,7 +21,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
@@ -34,6 +33,7 @@ from events.reader import log_end_offsets
 from events.topics import TopicNames
 from qi.fleet import probe
 from qi.stack import LocalStack
+from tests.projections.harness import wait_until
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,30 +80,11 @@ def _with_password(url: str, password: str) -> str:
     return f"{scheme}://{user or 'qi'}:{password}@{host}"
 
 
-def _wait_all_caught_up(run_dir: Path, names: list[str], timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    behind = names
-    while time.monotonic() < deadline:
-        behind = []
-        for n in names:
-            try:
-                h = probe.health(run_dir, n)
-            except probe.NoAnswer:
-                behind.append(n)
-                continue
-            if not h.get("ready") or h.get("lag", 0) != 0:
-                behind.append(n)
-        if not behind:
-            return
-        time.sleep(1.0)
-    raise AssertionError(f"not caught up after {timeout_s} s: {behind}")
-
-
 def _settle(run_dir: Path, names: list[str], bootstrap: str) -> dict[str, int]:
     """Every worker caught up, and the log unchanged meanwhile (outputs of outputs included)."""
     before = _log_ends(bootstrap)
     while True:
-        _wait_all_caught_up(run_dir, names)
+        probe.wait_ready(run_dir, names, timeout_s=180, caught_up=True)
         after = _log_ends(bootstrap)
         if after == before:
             return after
@@ -195,14 +176,7 @@ def _kill_each_worker_while_readings_flow(env, run_dir: Path, names: list[str]) 
         for name in names:
             victim = _fleet(env)[name]["pid"]
             os.kill(victim, signal.SIGKILL)
-            t0 = time.monotonic()
-            while True:
-                now = _fleet(env)[name]
-                if now["state"] == "running" and now["pid"] not in (None, victim) and probe.is_ready(run_dir, name):
-                    break
-                assert time.monotonic() - t0 < 120, f"{name} not ready again 120 s after SIGKILL: {now}"
-                time.sleep(0.25)
-            back_after[name] = time.monotonic() - t0
+            back_after[name] = probe.wait_restarted(run_dir, name, victim, timeout_s=120)
         assert gateway.poll() is None, "the readings stopped flowing before every worker was killed once"
         out, err = gateway.communicate(timeout=300)
     finally:
@@ -310,8 +284,7 @@ def test_up_demo_metrics_supervision_logs_and_down(fresh_env):
 
     down = qi(env, "down", timeout=180)
     assert down.returncode == 0, down.stderr
-    time.sleep(1)
-    assert not [p for p in _our_processes(run_dir) if p.status() != psutil.STATUS_ZOMBIE]
+    wait_until(lambda: not [p for p in _our_processes(run_dir) if p.status() != psutil.STATUS_ZOMBIE], 10)
 
     # 4. the logs
     _check_logs(run_dir, names)

@@ -4,15 +4,14 @@ same counters on /metrics as the batch workers."""
 from __future__ import annotations
 
 import asyncio
-import json
 import os
-import time
 
-import httpx
 import pytest
 
+from qi.fleet import probe
 from qi.platform import Platform
 from tests.conftest import make_settings
+from tests.projections.harness import wait_until
 from tests.streams.validation import world as w
 from tests.streams.validation.stack import WorkerProcess, publish, worker_env
 
@@ -30,31 +29,24 @@ def test_ready_is_false_while_far_behind_and_true_once_caught_up(local_stack, st
                            tmp_path / "worker.log")
     worker.start()
     try:
-        announce = local_stack.run_dir / "health" / f"validate-{worker.proc.pid}.json"
-        seen_behind, trail = None, []
-        deadline = time.monotonic() + 180
-        while time.monotonic() < deadline:
+        run_dir, instance = local_stack.run_dir, f"validate-{worker.proc.pid}"
+        seen: list[dict] = []
+
+        def behind_then_caught_up() -> bool:
             assert worker.alive(), worker.log()[-3000:]
-            if announce.exists():
-                url = json.loads(announce.read_text())["url"]
-                try:
-                    h = httpx.get(f"{url}/health", timeout=2).json()
-                except httpx.HTTPError:
-                    h = {}
-                trail.append((h.get("ready"), h.get("lag"), h.get("reason")))
-                if h.get("lag", 0) > MAX_LAG and not h.get("ready"):
-                    seen_behind = seen_behind or h
-                    assert httpx.get(f"{url}/ready", timeout=2).status_code == 503
-                if h.get("ready") and h.get("lag") == 0 and seen_behind:
-                    break
-            time.sleep(0.2)
-        else:
-            raise AssertionError(f"never both behind and caught up: behind={seen_behind}\n{sorted(set(trail), key=str)[:20]}\n" + worker.log()[-2000:])
-        assert "behind" in seen_behind["reason"]
-        assert httpx.get(f"{url}/ready", timeout=2).status_code == 200
-        metrics = httpx.get(f"{url}/metrics", timeout=2).text
-        consumed = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
-                       if line.startswith("qi_events_consumed_total{") and f'topic="{prefix}qi.certificates.v1"' in line)
-        assert consumed == BACKLOG
+            try:
+                h = probe.health(run_dir, instance, timeout_s=2)
+            except probe.NoAnswer:
+                return False
+            if h.get("lag", 0) > MAX_LAG and not h.get("ready"):
+                seen.append(h)
+                assert probe.get(run_dir, instance, "/ready", 2).status_code == 503
+            return bool(seen) and h.get("ready") and h.get("lag") == 0
+
+        wait_until(behind_then_caught_up, timeout_s=180, every_s=0.2)
+        assert "behind" in seen[0]["reason"]
+        assert probe.is_ready(run_dir, instance, caught_up=True)
+        m = probe.metrics(run_dir, instance)
+        assert probe.total(m, "qi_events_consumed_total", topic=f"{prefix}qi.certificates.v1") == BACKLOG
     finally:
         worker.stop()
