@@ -55,8 +55,12 @@ def normalized_text(schema: dict[str, Any]) -> str:
 
 
 def parse(schema: dict[str, Any]) -> dict[str, Any]:
-    """Parse with fastavro in a fresh name space (schemas never share named types)."""
-    return fastavro.parse_schema(schema, named_schemas={}, _write_hint=False)
+    """Parse with fastavro in a fresh name space (schemas never share named types).
+
+    With fastavro's parse hint: a schema parsed without it is parsed again by every
+    ``schemaless_reader``/``schemaless_writer`` call, which made each decode about twice as slow.
+    """
+    return fastavro.parse_schema(schema, named_schemas={})
 
 
 @dataclass(frozen=True)
