@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -56,6 +57,7 @@ class _Reader:
     writer_raw: dict[str, Any]
     reader_raw: dict[str, Any] | None
     plain: tuple[dict[str, Any], dict[str, Any] | None] | None = None  # parsed lazily, logical types stripped
+    id_first: bool | None = None  # the writer schema starts with event_id: string (lazily)
 
     def plain_schemas(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         if self.plain is None:
@@ -64,6 +66,16 @@ class _Reader:
                 parse(strip_logical_types(self.reader_raw)) if self.reader_raw is not None else None,
             )
         return self.plain
+
+
+_UUID_TEXT = re.compile(rb"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+
+
+def _starts_with_event_id(schema: dict[str, Any]) -> bool:
+    """True if the record's first field is ``event_id``, a string (every event envelope)."""
+    fields = schema.get("fields") or [{}]
+    t = fields[0].get("type")
+    return fields[0].get("name") == "event_id" and (t == "string" or isinstance(t, dict) and t.get("type") == "string")
 
 
 def strip_logical_types(schema: Any) -> Any:
@@ -150,6 +162,25 @@ class Serde:
                 f"{len(data) - buf.tell()} trailing bytes after a {r.event_type} record (schema {sid})"
             )
         return Decoded(r.event_type, sid, record)
+
+    def decode_envelope(self, data: bytes) -> Decoded:
+        """The event type (from the schema id) and ``record = {"event_id": str}``, without decoding the body.
+
+        For consumers that keep the bytes as they are and need only the id (the audit log): the
+        framing and the schema id are checked (:class:`~events.errors.NotFramedError`,
+        :class:`UnknownSchemaError`), the body is not. ``event_id`` is the first field of every
+        event schema; if the body does not start with a UUID string, ``record`` is ``{}``.
+        """
+        sid = framing.schema_id_of(data)
+        r = self._readers.get(sid)
+        if r is None:
+            raise UnknownSchemaError(sid)
+        # a 36-byte string is written as its length 72 (zigzag varint of 36), then the bytes
+        if r.id_first is None:
+            r.id_first = _starts_with_event_id(r.writer_raw)
+        if r.id_first and data[5:6] == b"\x48" and _UUID_TEXT.fullmatch(data, 6, 42):
+            return Decoded(r.event_type, sid, {"event_id": data[6:42].decode("ascii")})
+        return Decoded(r.event_type, sid, {})
 
     async def resolve(self, schema_id: int) -> bool:
         """Fetch an unknown writer schema from the registry; True if decoding can now work.

@@ -17,7 +17,7 @@ from events.errors import PoisonKind
 from events.publisher import OutgoingRecord
 from events.reader import ConsumedRecord
 
-DecodeMode = Literal["logical", "plain"]
+DecodeMode = Literal["logical", "plain", "envelope"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,7 +42,8 @@ class Processor:
     name: ClassVar[str] = "processor"
     #: Topic families read (``readings``, ``twins``...).
     families: ClassVar[tuple[str, ...]] = ()
-    #: "logical": uuid/datetime objects; "plain": uuids as str, timestamps as int micros (faster).
+    #: "logical": uuid/datetime objects; "plain": uuids as str, timestamps as int micros (faster);
+    #: "envelope": only event type and ``{"event_id"}``, body not decoded (``Serde.decode_envelope``).
     decode: ClassVar[DecodeMode] = "logical"
 
     async def start(self) -> None:

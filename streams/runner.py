@@ -88,6 +88,7 @@ class BatchRunner:
         self._last_lag_check = 0.0
         self._input_topics = [topics.topic(f) for f in processor.families]
         self._plain = processor.decode == "plain"
+        self._envelope = processor.decode == "envelope"
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._stop: asyncio.Event | None = None
@@ -213,11 +214,11 @@ class BatchRunner:
             error = NotFramedError("record has no value (tombstone)")
         else:
             try:
-                decoded = self._serde.decode(value, plain=self._plain)
+                decoded = self._decode_value(value)
             except UnknownSchemaError as e:
                 try:
                     await self._retrying("fetch a writer schema", lambda: self._serde.resolve(e.schema_id))
-                    decoded = self._serde.decode(value, plain=self._plain)
+                    decoded = self._decode_value(value)
                 except DecodeError as e2:
                     error = e2
             except DecodeError as e:
@@ -226,6 +227,11 @@ class BatchRunner:
             self.metrics.count_dead(tp.topic)
         rec = ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key, value or b"", decoded, error)
         return rec, error
+
+    def _decode_value(self, value: bytes):  # -> Decoded
+        if self._envelope:
+            return self._serde.decode_envelope(value)
+        return self._serde.decode(value, plain=self._plain)
 
     async def _process(self, records: list[ConsumedRecord]) -> BatchResult:
         try:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from streams.audit.hashing import EMPTY_ROOT, HASH_SIZE, node_hash
+import hashlib
+
+from streams.audit.hashing import EMPTY_ROOT, HASH_SIZE, NODE_PREFIX, node_hash
+
+_sha256 = hashlib.sha256
 
 
 class CompactRange:
@@ -19,20 +23,21 @@ class CompactRange:
         return CompactRange(self.size, self.hashes)
 
     def append(self, leaf: bytes, completed: list[tuple[int, int, bytes]] | None = None) -> None:
-        """Add a leaf hash; every node it completes goes to ``completed`` as (level, index, hash)."""
+        """Add a leaf hash; the nodes it completes at tile levels (0, 8, 16, ...) go to ``completed``
+        as (level, index, hash), the leaf itself first: what the tiles store."""
         index = self.size
-        h, level = leaf, 0
+        hashes = self.hashes
         if completed is not None:
-            completed.append((0, index, h))
-        n = index
+            completed.append((0, index, leaf))
+        h, n, level = leaf, index, 0
         while n & 1:
-            h = node_hash(self.hashes.pop(), h)
+            h = _sha256(b"".join((NODE_PREFIX, hashes.pop(), h))).digest()  # node_hash, inlined
             n >>= 1
             level += 1
-            if completed is not None:
+            if completed is not None and not level & 7:
                 completed.append((level, n, h))
-        self.hashes.append(h)
-        self.size += 1
+        hashes.append(h)
+        self.size = index + 1
 
     def root(self) -> bytes:
         if not self.hashes:

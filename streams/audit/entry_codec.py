@@ -29,7 +29,21 @@ def _long(n: int) -> bytes:
     return _SMALL[n] if 0 <= n < 8192 else _long_slow(n)
 
 
+def _ulong(n: int) -> bytes:
+    """``_long`` for n >= 0 (indexes, offsets): zigzag is 2n, no sign handling."""
+    if n < 8192:
+        return _SMALL[n]
+    n <<= 1
+    out = bytearray()
+    while n > 0x7F:
+        out.append((n & 0x7F) | 0x80)
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 _LEN32 = _long_slow(32)  # a leaf hash is always 32 bytes (SHA-256)
+_LEN36 = _long_slow(36)  # a UUID in its canonical text form
 
 
 def _str(s: str) -> bytes:
@@ -49,13 +63,14 @@ class EntryEncoder:
     """Encodes AuditEntryAppended v1 records after a 5-byte Confluent header."""
 
     def __init__(self, header: bytes, source: str, log_id: str) -> None:
+        self._header = header
         self._fixed_head = _str("AuditEntryAppended")
         self._source_part = _str(source) + b"\x00"  # source, correlation_id = null
         self._log_id = _str(log_id)
-        self._header = header
         self._at: datetime | None = None
-        self._strs: dict[str, bytes] = {}  # topics and event types: a handful of distinct values
-        self._ts = b""
+        self._strs: dict[str, bytes] = {}  # topics: a handful of distinct values
+        self._opts: dict[str | None, bytes] = {None: b"\x00"}  # event types, likewise
+        self._after_id = b""
 
     def _cached(self, s: str) -> bytes:
         b = self._strs.get(s)
@@ -63,15 +78,32 @@ class EntryEncoder:
             b = self._strs[s] = _str(s)
         return b
 
+    def _cached_opt(self, s: str | None) -> bytes:
+        b = self._opts.get(s)
+        if b is None:
+            b = self._opts[s] = b"\x02" + _str(s)  # type: ignore[arg-type]
+        return b
+
     def encode(self, event_id: str, at: datetime, causation: str | None, leaf_index: int, leaf_hash: bytes,
                topic: str, partition: int, offset: int, source_event_id: str | None,
                source_event_type: str | None) -> bytes:
-        if at is not self._at:
-            self._at, self._ts = at, _long(_micros(at))  # one timestamp per batch: encode it once
-        ts = self._ts
+        if at is not self._at:  # one timestamp per batch: encode it (and what follows the id) once
+            ts = _long(_micros(at))
+            self._at, self._after_id = at, self._fixed_head + ts + ts + self._source_part
+        ev = self._opt_id(causation)
+        eb = event_id.encode()
         return b"".join((
-            self._header, _str(event_id), self._fixed_head, ts, ts, self._source_part, _opt(causation),
-            self._log_id, _long(leaf_index), _LEN32, leaf_hash, self._cached(topic), _long(partition),
-            _long(offset), _opt(source_event_id),
-            b"\x00" if source_event_type is None else b"\x02" + self._cached(source_event_type),
+            self._header, _LEN36 if len(eb) == 36 else _long(len(eb)), eb,
+            self._after_id, ev, self._log_id, _ulong(leaf_index) if leaf_index >= 0 else _long(leaf_index),
+            _LEN32 if len(leaf_hash) == 32 else _long(len(leaf_hash)), leaf_hash, self._cached(topic),
+            _long(partition), _ulong(offset) if offset >= 0 else _long(offset),
+            ev if source_event_id == causation else self._opt_id(source_event_id),
+            self._cached_opt(source_event_type),
         ))
+
+    @staticmethod
+    def _opt_id(s: str | None) -> bytes:
+        if s is None:
+            return b"\x00"
+        b = s.encode()
+        return (b"\x02" + _LEN36 if len(b) == 36 else b"\x02" + _long(len(b))) + b

@@ -28,7 +28,7 @@ log = structlog.get_logger(__name__)
 
 class AuditProcessor(Processor):
     name = "audit"
-    decode = "plain"
+    decode = "envelope"  # a leaf is the record's bytes; only the event id and type are read (decision 0046)
 
     def __init__(self, writer: AuditWriter, publisher: Publisher, *, families: list[str],
                  head_every_s: float) -> None:

@@ -17,7 +17,9 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from streams.audit.hashing import EMPTY_ROOT, HASH_SIZE, leaf_hash, node_hash
+from streams.audit.hashing import EMPTY_ROOT, HASH_SIZE, NODE_PREFIX, leaf_hash, node_hash
+
+_sha256 = hashlib.sha256
 
 
 class VerificationError(Exception):
@@ -110,11 +112,11 @@ class RootAccumulator:
 
     def add(self, leaf: bytes) -> None:
         self.size += 1
-        h, n = leaf, self.size
+        h, n, stack = leaf, self.size, self._stack
         while not n & 1:
-            h = node_hash(self._stack.pop(), h)
+            h = _sha256(b"".join((NODE_PREFIX, stack.pop(), h))).digest()  # node_hash, inlined
             n >>= 1
-        self._stack.append(h)
+        stack.append(h)
 
     def root(self) -> bytes:
         if not self._stack:

@@ -13,6 +13,7 @@ on start with the same deterministic event ids. Source positions come from Postg
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import uuid
 from collections.abc import Iterable
@@ -28,8 +29,8 @@ from events.topics import TopicNames
 from streams.audit.checkpoint import sign_head
 from streams.audit.compact import CompactRange
 from streams.audit.entry_codec import EntryEncoder
-from streams.audit.hashing import LEAF_PREFIX, leaf_data
-from streams.audit.store import AuditStore, BatchCommit, Entry, Head
+from streams.audit.hashing import partition_leaf_hasher
+from streams.audit.store import AuditStore, BatchCommit, Entry, EntryRow, Head
 from streams.audit.tiles import TileBuilder
 
 log = structlog.get_logger(__name__)
@@ -49,6 +50,29 @@ def audit_event_id_str(kind: str, log_id: str, n: int, _ns: bytes = _NS.bytes) -
     h[8] = (h[8] & 0x3F) | 0x80  # RFC 4122 variant
     x = h.hex()
     return f"{x[:8]}-{x[8:12]}-{x[12:16]}-{x[16:20]}-{x[20:]}"
+
+
+_VARIANT = {c: "89ab"[int(c, 16) & 3] for c in "0123456789abcdef"}  # RFC 4122 variant nibble
+
+
+class LeafEventIds:
+    """``audit_event_id_str("leaf", log_id, n)`` for many n: the SHA-1 of the common prefix is taken once."""
+
+    def __init__(self, log_id: str) -> None:
+        self._base = hashlib.sha1(_NS.bytes + f"leaf/{log_id}/".encode())
+
+    def __call__(self, n: int) -> str:
+        h = self._base.copy()
+        h.update(b"%d" % n)
+        x = h.hexdigest()
+        return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+
+_is_uuid = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
+
+
+def _source_order(r: Any) -> tuple[str, int, int]:
+    return (r.topic, r.partition, r.offset)
 
 
 class AuditWriter:
@@ -76,6 +100,7 @@ class AuditWriter:
         self._key = log_id.encode()
         self._cr = CompactRange()
         self._encoder: EntryEncoder | None = None
+        self._leaf_ids = LeafEventIds(log_id)
         self._reloaded_after_error = False
 
     async def start(self) -> None:
@@ -136,34 +161,41 @@ class AuditWriter:
         cr = self._cr.copy()
         tiles = self._tiles.snapshot()
         positions = dict(self._positions)
-        entries: list[Entry] = []
-        done: list[tuple[int, int, bytes]] = []
+        rows: list[EntryRow] = []
+        completed: list[tuple[int, int, bytes]] = []  # every node the batch completes, in order
         heads: list[Head] = []
-        sha = hashlib.sha256
-        for r in sorted(records, key=lambda r: (r.topic, r.partition, r.offset)):
+        hashers: dict[tuple[str, int], tuple[Any, str]] = {}
+        add, head_n, is_id = cr.append, self._head_n, _is_uuid
+        for r in sorted(records, key=_source_order):
             tp = (r.topic, r.partition)
             if r.offset < positions.get(tp, 0):
                 continue  # already a leaf (redelivered)
-            lh = sha(LEAF_PREFIX + leaf_data(self.canonical_topic(r.topic), r.partition, r.offset, r.key,
-                                             r.value)).digest()
-            done.clear()
-            cr.append(lh, done)
-            tiles.add(done)
+            hp = hashers.get(tp)
+            if hp is None:
+                canonical = self.canonical_topic(r.topic)
+                hp = hashers[tp] = (partition_leaf_hasher(canonical, r.partition), canonical)
+            lh = hp[0](r.offset, r.key, r.value)
+            index = cr.size
+            add(lh, completed)
             d = r.decoded
-            rec = d.record if d is not None else {}
-            eid = rec.get("event_id")
-            entries.append(Entry(cr.size - 1, r.topic, r.partition, r.offset,
-                                 str(eid) if eid is not None else None,
-                                 d.event_type if d is not None else None, lh, now))
+            if d is None:
+                eid = etype = None
+            else:
+                etype, eid = d.event_type, d.record.get("event_id")
+                if eid is not None and not (type(eid) is str and is_id(eid)):
+                    eid = str(eid)  # a UUID (logical decode); anything else is not an event id
+                    eid = eid if is_id(eid) else None
+            rows.append((index, r.topic, r.partition, r.offset, eid, etype, lh))
             positions[tp] = r.offset + 1
-            if cr.size % self._head_n == 0:  # heads at every multiple of N: sizes an auditor can predict
+            if cr.size % head_n == 0:  # heads at every multiple of N: sizes an auditor can predict
                 heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
-        if entries and cr.size % self._head_n and time.monotonic() - self._last_head_mono >= self._head_s:
+        if rows and cr.size % self._head_n and time.monotonic() - self._last_head_mono >= self._head_s:
             heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
-        if not entries:
+        if not rows:
             return recovered
-        batch = BatchCommit(expected, cr.size, cr.to_bytes(), tiles.take_dirty(), entries,
-                            {k: v for k, v in positions.items() if v != self._positions.get(k)}, heads)
+        tiles.add(completed)
+        batch = BatchCommit(expected, cr.size, cr.to_bytes(), tiles.take_dirty(), rows,
+                            {k: v for k, v in positions.items() if v != self._positions.get(k)}, heads, now)
         try:
             await self._store.commit(batch)
         except Exception:
@@ -173,7 +205,8 @@ class AuditWriter:
         if heads:
             self._last_head_size, self._last_head_mono = heads[-1].tree_size, time.monotonic()
             self._pending_heads.extend(h.tree_size for h in heads)
-        return recovered + [self._entry_record(e) for e in entries] + [self._head_record(h) for h in heads]
+        canonical = {tp: c for tp, (_h, c) in hashers.items()}
+        return recovered + self._entry_records(rows, now, canonical) + [self._head_record(h) for h in heads]
 
     async def _safe_reload(self) -> None:
         self._reloaded_after_error = True
@@ -226,7 +259,7 @@ class AuditWriter:
         return enc if self._encode_entry(enc, sample) == self._encode_entry(None, sample) else None
 
     def _encode_entry(self, enc: EntryEncoder | None, e: Entry) -> bytes:
-        eid = audit_event_id_str("leaf", self.log_id, e.leaf_index)
+        eid = self._leaf_ids(e.leaf_index)
         topic = self.canonical_topic(e.source_topic)
         if enc is not None:
             return enc.encode(eid, e.appended_at, e.source_event_id, e.leaf_index, e.leaf_hash, topic,
@@ -243,6 +276,18 @@ class AuditWriter:
     def _entry_record(self, e: Entry) -> OutgoingRecord:
         value = self._encode_entry(self._encoder, e)
         return OutgoingRecord(self._audit_topic, self._key, value, None)
+
+    def _entry_records(self, rows: list[EntryRow], at: datetime,
+                       canonical: dict[tuple[str, int], str]) -> list[OutgoingRecord]:
+        """One AuditEntryAppended per fresh leaf (the hot path of ``_entry_record``)."""
+        enc = self._encoder
+        if enc is None:  # the schema changed: the serde's encoder, one Entry at a time
+            return [self._entry_record(Entry(*row, at)) for row in rows]
+        topic, key, ids, encode = self._audit_topic, self._key, self._leaf_ids, enc.encode
+        return [
+            OutgoingRecord(topic, key, encode(ids(i), at, eid, i, lh, canonical[(t, p)], p, o, eid, et), None)
+            for i, t, p, o, eid, et, lh in rows
+        ]
 
     def _head_record(self, h: Head) -> OutgoingRecord:
         eid = audit_event_id("head", self.log_id, h.tree_size)
