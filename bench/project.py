@@ -15,28 +15,35 @@ is reported. Writes ``bench/results/project.json`` with one object per sink
 QI_KAFKA_BOOTSTRAP, else starts the local stack in .qi/bench; the embedded
 ClickHouse engine lives in a temporary directory.
 
-Lag: readings are published at a steady ``--lag-rate`` (5,000/s) in chunks every
-50 ms while the projector runs; a thread polls ``count()`` of the readings table
-every 10 ms; a chunk's lag is from the start of its publish call to the first
-poll that sees all of it. ``lag_p50_ms`` / ``lag_p99_ms`` are over the chunks.
+Lag, per sink, one sink at a time: events the sink's projection reads (readings for
+ClickHouse and Redis, twin attribute changes for the Postgres registry) are published
+at a steady ``--lag-rate`` (5,000/s) in chunks every 50 ms while its projector runs;
+a poller checks every 10 ms what is visible (ClickHouse: ``count()`` of the readings
+table; Postgres/Redis: the positions the sink stores with the rows); a chunk's lag
+is from the start of its publish call to the first poll that sees all of it.
+Each sink's object has ``lag_p50_ms`` / ``lag_p99_ms`` over its chunks; the
+top-level ``lag_p50_ms`` / ``lag_p99_ms`` are the worst sink's.
 
-    python bench/project.py [--events 100000] [--rounds 2] [--lag-rate 5000] [--lag-seconds 10]
+    python bench/project.py [--sinks postgres,redis,clickhouse] [--events 100000] [--framework-events 40000]
+                            [--rounds 2] [--lag-rate 5000] [--lag-seconds 10]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# bench/platform.py is named like the stdlib's `platform`: this directory must not shadow it on sys.path.
+sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
 import json
 import os
-import sys
 import tempfile
 import threading
 import time
 import uuid
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._report import RESULTS, machine, report  # noqa: E402
 from events.reader import ConsumedRecord  # noqa: E402
@@ -129,43 +136,86 @@ async def run_one(platform: Platform, processor: Processor, clock: _Clock) -> fl
     return clock.rate
 
 
-async def measure_lag(urls: dict, chdb: str, *, rate: int, seconds: int) -> tuple[float, float]:
-    from events.models import SensorReading
-    from projections.clickhouse.warehouse import _client
+def _lag_events(kind: str, n: int, t0) -> tuple[list, list]:
+    """(set-up events, steady events) of a lag run: events the sink's projection reads."""
+    from events.models import SensorReading, TwinAttributesChanged, TwinRegistered
 
-    prefix = f"bench-lag-{uuid.uuid4().hex[:8]}."
-    platform = Platform(settings(urls, prefix, "bench-lag", chdb))
+    if kind == "postgres":  # the registry reads no readings: attribute changes of 500 twins
+        setup = [TwinRegistered(occurred_at=t0, source="bench", aggregate_version=1, twin_id=f"tw-{t}", kind="gauge",
+                                name=f"Gauge {t}", owner="o") for t in range(500)]
+        steady = [TwinAttributesChanged(occurred_at=t0, source="bench", aggregate_version=2 + i // 500,
+                                        twin_id=f"tw-{i % 500}", changed={"a": str(i)}) for i in range(n)]
+        return setup, steady
+    return [], [SensorReading(occurred_at=t0, source="bench", twin_id=f"tw-{i % 500}", sensor_id="s1",
+                              quantity="pressure", value=float(i), unit="kPa") for i in range(n)]
+
+
+async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: int) -> tuple[float, float]:
+    """Lag from publish to visible of one sink at a steady ``rate``: (p50 ms, p99 ms) over the chunks.
+
+    Visible: ClickHouse, ``count()`` of the readings table covers the chunk; Postgres and Redis, the
+    sink's stored positions (written in the same transaction as the rows, resp. by the batch's last
+    script call, after its rows) cover it."""
+    from projections.clickhouse.warehouse import _client
+    from projections.registry import PROJECTIONS
+
+    prefix = f"bench-lag-{kind}-{uuid.uuid4().hex[:8]}."
+    platform = Platform(settings(urls, prefix, f"bench-lag-{kind}", chdb))
     await platform.ensure_topics()
     serde = await platform.serde()
-    wh = ClickHouseWarehouse(chdb, "bench_lag", projection="bench-lag")
-    runner = platform.batch_runner(ClickHouseProjector(wh), serde)
+    n = rate * seconds
+    setup, steady = _lag_events(kind, n, _now())
+    pub = platform.publisher(serde)
+    records = [pub.record_for(e) for e in steady]
+    topic = platform.topics.topic(steady[0].TOPIC_FAMILY)
+    seen: list[tuple[float, int]] = []
+    polling = threading.Event()
+    reader = None
+    if kind == "clickhouse":
+        wh = ClickHouseWarehouse(chdb, "bench_lag", projection="bench-lag")
+        processor: Processor = ClickHouseProjector(wh)
+
+        def poll() -> None:
+            client = _client(chdb)
+            try:
+                while not polling.is_set():
+                    seen.append((time.perf_counter(),
+                                 client.query("SELECT count() FROM bench_lag.readings").result_rows[0][0]))
+                    time.sleep(0.01)
+            finally:
+                client.close()
+    else:
+        projection = PROJECTIONS[FRAMEWORK_SINKS[kind]]
+        processor = ProjectionProcessor(projection, platform.projection_sink(projection, kind, generation="lag"),
+                                        name=f"bench-lag-{kind}")
+        reader = platform.projection_sink(projection, kind, generation="lag")
+        base = len(setup)
+
+        async def poll_async() -> None:
+            while not polling.is_set():
+                at = await reader.positions()
+                seen.append((time.perf_counter(), sum(o for (t, _), o in at.items() if t == topic) - base * (
+                    kind == "postgres")))
+                await asyncio.sleep(0.01)
+
+    runner = platform.batch_runner(processor, serde)
     stop = asyncio.Event()
     task = asyncio.create_task(runner.run(stop))
     chunk = max(rate // 20, 1)
-    n = rate * seconds
-    t0 = _now()
-    pub = platform.publisher(serde)
-    records = [pub.record_for(SensorReading(occurred_at=t0, source="bench", twin_id=f"tw-{i % 500}",
-                                            sensor_id="s1", quantity="pressure", value=float(i), unit="kPa"))
-               for i in range(n)]
-    seen: list[tuple[float, int]] = []
-    polling = threading.Event()
-
-    def poll() -> None:
-        client = _client(chdb)
-        try:
-            while not polling.is_set():
-                seen.append((time.perf_counter(), client.query("SELECT count() FROM bench_lag.readings").result_rows[0][0]))
-                time.sleep(0.01)
-        finally:
-            client.close()
-
+    poller = None
     try:
         while not runner.health()["joined"]:
             await asyncio.sleep(0.05)
         await pub.start()
-        poller = threading.Thread(target=poll, daemon=True)
-        poller.start()
+        if setup:
+            await pub.publish_many(setup)
+            while reader is not None and sum((await reader.positions()).values()) < len(setup):
+                await asyncio.sleep(0.05)
+        if kind == "clickhouse":
+            poller = threading.Thread(target=poll, daemon=True)
+            poller.start()
+        else:
+            poller = asyncio.create_task(poll_async())
         sent: list[tuple[float, int]] = []
         start = time.perf_counter()
         for i in range(0, n, chunk):
@@ -177,17 +227,23 @@ async def measure_lag(urls: dict, chdb: str, *, rate: int, seconds: int) -> tupl
         deadline = time.perf_counter() + 120
         while (not seen or seen[-1][1] < n) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
-        polling.set()
-        poller.join()
     finally:
+        polling.set()
+        if isinstance(poller, threading.Thread):
+            poller.join()
+        elif poller is not None:
+            await poller
         await pub.close()
         stop.set()
         await task
+        if reader is not None:
+            await reader.drop()
+            await reader.close()
     lags = []
     for t, cum in sent:
         visible = next((ts for ts, c in seen if ts >= t and c >= cum), None)
         if visible is None:
-            raise RuntimeError(f"{cum} readings never became visible")
+            raise RuntimeError(f"{kind}: {cum} events never became visible")
         lags.append((visible - t) * 1000)
     lags.sort()
     return lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
@@ -254,6 +310,29 @@ async def measure_framework(urls: dict, chdb: str, kinds: list[str], *, events: 
     return out
 
 
+async def measure_clickhouse(urls: dict, chdb: str, *, events: int, rounds: int) -> dict:
+    """events/s of the warehouse projector and of the floor on the same mixed events, same run."""
+    prefix = f"bench-{uuid.uuid4().hex[:8]}."
+    evs = mixed_events(events, seed=3, twins=200)
+    base = Platform(settings(urls, prefix, "bench", chdb))
+    await base.ensure_topics()
+    serde = await base.serde()
+    async with base.publisher(serde) as pub:
+        await pub.publish_many(evs)
+    n = len(evs)
+    best = {"floor": 0.0, "clickhouse": 0.0}
+    for r in range(rounds):
+        p = Platform(settings(urls, prefix, f"bench-{r}-f", chdb))
+        clock = _Clock(n)
+        best["floor"] = max(best["floor"], await run_one(p, FloorProcessor(clock), clock))
+        p = Platform(settings(urls, prefix, f"bench-{r}-c", chdb))
+        wh = ClickHouseWarehouse(chdb, f"bench_{r}", projection=f"bench-{r}")
+        clock = _Clock(n)
+        best["clickhouse"] = max(best["clickhouse"], await run_one(p, TimedClickHouse(wh, clock), clock))
+    return {"events_per_s": round(best["clickhouse"]), "floor_per_s": round(best["floor"]),
+            "ratio": round(best["clickhouse"] / best["floor"], 3), "events": n}
+
+
 def _now():
     from datetime import UTC, datetime
 
@@ -274,46 +353,27 @@ async def main(args) -> None:
     chdb = f"chdb://{tmp.name}"
     try:
         kinds = [k.strip() for k in args.sinks.split(",") if k.strip()]
-        framework = await measure_framework(urls, chdb, [k for k in kinds if k in FRAMEWORK_SINKS],
-                                            events=args.events, rounds=args.rounds)
-        rows = [{"sink": k, "events/s": v["events_per_s"], "floor/s": v["floor_per_s"], "ratio": v["ratio"],
-                 "lag p50 ms": "-", "lag p99 ms": "-"} for k, v in framework.items()]
-        if "clickhouse" not in kinds:
-            report("project", rows, params={"events": args.events, "rounds": args.rounds})
-            path = RESULTS / "project.json"
-            out = json.loads(path.read_text())
-            out.update({k: {f: v[f] for f in ("events_per_s", "floor_per_s", "ratio")} for k, v in framework.items()})
-            path.write_text(json.dumps(out, indent=2))
-            return
-        prefix = f"bench-{uuid.uuid4().hex[:8]}."
-        events = mixed_events(args.events, seed=3, twins=200)
-        base = Platform(settings(urls, prefix, "bench", chdb))
-        await base.ensure_topics()
-        serde = await base.serde()
-        async with base.publisher(serde) as pub:
-            await pub.publish_many(events)
-        n = len(events)
-        best = {"floor": 0.0, "clickhouse": 0.0}
-        for r in range(args.rounds):
-            p = Platform(settings(urls, prefix, f"bench-{r}-f", chdb))
-            clock = _Clock(n)
-            best["floor"] = max(best["floor"], await run_one(p, FloorProcessor(clock), clock))
-            p = Platform(settings(urls, prefix, f"bench-{r}-c", chdb))
-            wh = ClickHouseWarehouse(chdb, f"bench_{r}", projection=f"bench-{r}")
-            clock = _Clock(n)
-            best["clickhouse"] = max(best["clickhouse"], await run_one(p, TimedClickHouse(wh, clock), clock))
-        p50, p99 = await measure_lag(urls, chdb, rate=args.lag_rate, seconds=args.lag_seconds)
-        ch = {"events_per_s": round(best["clickhouse"]), "floor_per_s": round(best["floor"]),
-              "ratio": round(best["clickhouse"] / best["floor"], 3)}
-        rows += [{"sink": "clickhouse", "events/s": ch["events_per_s"], "floor/s": ch["floor_per_s"],
-                  "ratio": ch["ratio"], "lag p50 ms": round(p50, 1), "lag p99 ms": round(p99, 1)}]
-        report("project", rows, params={"events": n, "rounds": args.rounds, "lag_rate": args.lag_rate,
+        results = await measure_framework(urls, chdb, [k for k in kinds if k in FRAMEWORK_SINKS],
+                                          events=args.framework_events, rounds=args.rounds)
+        if "clickhouse" in kinds:
+            results["clickhouse"] = await measure_clickhouse(urls, chdb, events=args.events, rounds=args.rounds)
+        for kind in kinds:  # lag at a steady rate, one sink at a time
+            p50, p99 = await measure_lag(urls, chdb, kind, rate=args.lag_rate, seconds=args.lag_seconds)
+            results[kind].update({"lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1)})
+        rows = [{"sink": k, "events": v["events"], "events/s": v["events_per_s"], "floor/s": v["floor_per_s"],
+                 "ratio": v["ratio"], "lag p50 ms": v["lag_p50_ms"], "lag p99 ms": v["lag_p99_ms"]}
+                for k, v in results.items()]
+        report("project", rows, params={"events": args.events, "framework_events": args.framework_events,
+                                        "rounds": args.rounds, "lag_rate": args.lag_rate,
                                         "lag_seconds": args.lag_seconds})
         path = RESULTS / "project.json"
         out = json.loads(path.read_text())
-        out.update({k: {f: v[f] for f in ("events_per_s", "floor_per_s", "ratio")} for k, v in framework.items()})
-        out.update({"clickhouse": ch, "lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1),
-                    "lag_measured_on": "clickhouse", "machine": machine()})
+        fields = ("events_per_s", "floor_per_s", "ratio", "lag_p50_ms", "lag_p99_ms")
+        out.update({k: {f: v[f] for f in fields} for k, v in results.items()})
+        # top level: the worst sink's lag (each sink's own is in its object)
+        out.update({"lag_p50_ms": max(v["lag_p50_ms"] for v in results.values()),
+                    "lag_p99_ms": max(v["lag_p99_ms"] for v in results.values()),
+                    "lag_measured_on": sorted(results), "machine": machine()})
         path.write_text(json.dumps(out, indent=2))
     finally:
         tmp.cleanup()
@@ -323,7 +383,9 @@ async def main(args) -> None:
 
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--events", type=int, default=100_000)
+    ap.add_argument("--events", type=int, default=100_000, help="mixed events for the warehouse")
+    ap.add_argument("--framework-events", type=int, default=40_000,
+                    help="events of tests.projections.world for the Postgres and Redis projections")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--lag-rate", type=int, default=5000, help="events/s published while measuring lag")
     ap.add_argument("--lag-seconds", type=int, default=10)

@@ -9,6 +9,10 @@ thread, so projecting goes on), and announces its URL and pid in
 
 ``POST /sql`` with ``{"sql": "...", "parameters": {...}}`` answers ``{"columns", "types", "rows"}``
 or, when ClickHouse refuses the query, status 400 with ``{"error", "code"}``.
+
+Control (docs/decisions/0065-warehouse-rebuild-in-the-owner.md): ``POST /rebuild`` starts a
+blue/green rebuild of the warehouse inside this process (202; 409 while one runs); ``GET /rebuild``
+answers ``{"running", "progress": {done, total, rate, eta_s, phase}, "result", "error"}``.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 from aiohttp import web
@@ -25,12 +29,17 @@ from aiohttp import web
 from projections.clickhouse.errors import QueryError
 from projections.clickhouse.query import QueryResult, run_direct
 
+if TYPE_CHECKING:
+    from projections.clickhouse.rebuild import RebuildControl
+
 log = structlog.get_logger(__name__)
 
 
 class QueryServer:
-    def __init__(self, dsn: str, database: str, *, announce: Path, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(self, dsn: str, database: str, *, announce: Path, host: str = "127.0.0.1", port: int = 0,
+                 rebuild: RebuildControl | None = None) -> None:
         self._dsn, self._database = dsn, database
+        self._rebuild = rebuild
         self._announce = announce
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
@@ -40,6 +49,9 @@ class QueryServer:
     async def start(self) -> None:
         app = web.Application()
         app.router.add_post("/sql", self._sql)
+        if self._rebuild is not None:
+            app.router.add_post("/rebuild", self._start_rebuild)
+            app.router.add_get("/rebuild", self._rebuild_status)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self._host, self._port)
@@ -53,6 +65,8 @@ class QueryServer:
         log.info("warehouse.sql_endpoint", url=self.url, announce=str(self._announce))
 
     async def close(self) -> None:
+        if self._rebuild is not None:
+            await self._rebuild.close()
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
@@ -76,3 +90,15 @@ class QueryServer:
             except QueryError as e:
                 return web.json_response({"error": str(e), "code": e.code}, status=400)
         return web.Response(text=result.to_json(), content_type="application/json")
+
+    async def _start_rebuild(self, request: web.Request) -> web.Response:
+        assert self._rebuild is not None
+        if not self._rebuild.start():
+            return web.json_response({"error": "a warehouse rebuild is already running", **self._rebuild.status()},
+                                     status=409)
+        log.info("warehouse.rebuild_started")
+        return web.json_response(self._rebuild.status(), status=202)
+
+    async def _rebuild_status(self, request: web.Request) -> web.Response:
+        assert self._rebuild is not None
+        return web.json_response(self._rebuild.status())

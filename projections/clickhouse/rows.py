@@ -1,10 +1,16 @@
 """Events -> columnar rows of the warehouse tables (pure, no I/O).
 
 Records are expected decoded ``plain`` (uuids as str, timestamps as int
-microseconds, which ClickHouse takes as-is for ``DateTime64(6)``); datetimes
-from a ``logical`` decode are converted. Every event becomes one ``events``
-row; readings, scores, alerts and certificate events also get a row in their
-own table.
+microseconds); datetimes from a ``logical`` decode are converted. Every event
+becomes one ``events`` row; readings, scores, alerts and certificate events
+also get a row in their own table.
+
+A table's rows leave as one Arrow table (``Columns.arrow``): the Python lists
+are converted to Arrow columns in C (ids as strings, times as
+``timestamp[us, UTC]`` straight from the int micros), and ClickHouse reads the
+Arrow block natively and casts to the table's types (UUID, LowCardinality).
+That replaces clickhouse-connect's per-value Python serialisation of the
+Native format (docs/decisions/0064-warehouse-arrow-inserts.md).
 """
 
 from __future__ import annotations
@@ -14,7 +20,8 @@ from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
-import json
+import orjson
+import pyarrow as pa
 
 from events.jsonfmt import _default
 
@@ -39,8 +46,30 @@ TABLE_COLUMNS: dict[str, tuple[str, ...]] = {
     "certificate_history": CERTIFICATE_COLUMNS,
 }
 
-#: One encoder for every payload (json.dumps would build one per call).
-_PAYLOAD = json.JSONEncoder(default=_default, ensure_ascii=False)
+_S, _B, _TS, _F = pa.string(), pa.binary(), pa.timestamp("us", tz="UTC"), pa.float64()
+#: Arrow type of every column (ids, keys and payloads as strings/bytes; ClickHouse casts on insert).
+ARROW_TYPES: dict[str, dict[str, pa.DataType]] = {
+    "events": {"event_id": _S, "event_type": _S, "occurred_at": _TS, "recorded_at": _TS, "source": _S,
+               "correlation_id": _S, "causation_id": _S, "aggregate_id": _S, "twin_id": _S, "sensor_id": _S,
+               "certificate_id": _S, "key": _B, "topic": _S, "partition": pa.uint32(), "offset": pa.uint64(),
+               "schema_id": pa.uint32(), "payload": _B},
+    "readings": {"twin_id": _S, "sensor_id": _S, "occurred_at": _TS, "event_id": _S, "quantity": _S, "value": _F,
+                 "unit": _S, "recorded_at": _TS, "source": _S},
+    "scores": {"twin_id": _S, "sensor_id": _S, "occurred_at": _TS, "event_id": _S, "reading_event_id": _S,
+               "value": _F, "score": _F, "is_anomaly": pa.bool_(), "model_name": _S, "model_version": _S,
+               "recorded_at": _TS},
+    "alerts": {"twin_id": _S, "sensor_id": _S, "occurred_at": _TS, "event_id": _S, "state": _S, "score": _F,
+               "threshold": _F, "reading_event_id": _S, "model_name": _S, "model_version": _S, "recorded_at": _TS},
+    "certificate_history": {"certificate_id": _S, "occurred_at": _TS, "event_id": _S, "event_type": _S,
+                            "version": pa.int64(), "twin_id": _S, "issuer_id": _S, "certificate_kind": _S,
+                            "valid_from": _TS, "valid_until": _TS, "verdict": _S, "reason": _S,
+                            "superseded_by": _S},
+}
+
+
+def payload(record: dict[str, Any]) -> bytes:
+    """The record as compact JSON (UTF-8; bytes base64, times int micros in a plain decode)."""
+    return orjson.dumps(record, default=_default)
 
 CERTIFICATE_EVENTS = frozenset({"CertificateIssued", "CertificateValidated", "CertificateRevoked",
                                 "CertificateSuperseded", "CertificateExpiring"})
@@ -58,10 +87,11 @@ def micros(value: Any) -> int:
 class Columns:
     """Rows of one table, handed to the driver column-oriented."""
 
-    __slots__ = ("names", "rows")
+    __slots__ = ("names", "rows", "types")
 
-    def __init__(self, names: tuple[str, ...]) -> None:
+    def __init__(self, names: tuple[str, ...], types: dict[str, pa.DataType] | None = None) -> None:
         self.names = names
+        self.types = types
         self.rows: list[tuple[Any, ...]] = []
 
     def __len__(self) -> int:
@@ -77,12 +107,18 @@ class Columns:
             return [() for _ in self.names]
         return list(zip(*self.rows))
 
+    def arrow(self) -> pa.Table:
+        """The rows as one Arrow table (columns converted in C from the transposed rows)."""
+        types = self.types or {}
+        return pa.Table.from_arrays([pa.array(col, type=types.get(name)) for name, col in zip(self.names, self.data)],
+                                    names=list(self.names))
+
 
 class WarehouseBatch:
     """The rows one fetch adds to every table, and the positions it reaches."""
 
     def __init__(self) -> None:
-        self.tables: dict[str, Columns] = {t: Columns(c) for t, c in TABLE_COLUMNS.items()}
+        self.tables: dict[str, Columns] = {t: Columns(c, ARROW_TYPES[t]) for t, c in TABLE_COLUMNS.items()}
         #: (topic, partition) -> next offset to read
         self.positions: dict[tuple[str, int], int] = {}
         self._first: dict[tuple[str, int], int] = {}
@@ -133,7 +169,7 @@ def add_event(tables: dict[str, Columns], topic: str, partition: int, offset: in
     tables["events"].append((
         event_id, event_type, occurred, recorded, r["source"], r.get("correlation_id"), r.get("causation_id"),
         aggregate_id, _str(twin_id), _str(r.get("sensor_id")), _str(certificate_id),
-        key.decode("utf-8", "replace") if key else "", topic, partition, offset, schema_id, _PAYLOAD.encode(r),
+        key or b"", topic, partition, offset, schema_id, payload(r),
     ))
     if event_type == "SensorReading":
         tables["readings"].append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],

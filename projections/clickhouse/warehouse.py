@@ -125,16 +125,15 @@ class ClickHouseWarehouse:
 
     # --- writing -------------------------------------------------------------------------------
     def write(self, batch: WarehouseBatch) -> int:
-        """Insert the batch's rows (one columnar insert per table), then its positions. Returns rows."""
+        """Insert the batch's rows (one Arrow block per table), then its positions. Returns rows."""
         db = self.database
         rows = 0
         for table, cols in batch.tables.items():
             if not len(cols):
                 continue
             try:
-                self.client.insert(f"{db}.{table}", cols.data, column_names=list(cols.names),
-                                   column_oriented=True,
-                                   settings={"insert_deduplication_token": batch.dedup_token(table)})
+                self.client.insert_arrow(f"{db}.{table}", cols.arrow(),
+                                         settings={"insert_deduplication_token": batch.dedup_token(table)})
             except Exception as e:
                 raise _driver_error(e, f"insert into {db}.{table}") from e
             rows += len(cols)

@@ -9,6 +9,7 @@ import sys
 
 import click
 
+from projections.clickhouse.errors import WarehouseError
 from qi.cli._common import USER_ERRORS, fail, run, table
 from qi.cli.worker import run_batch_worker, worker
 from qi.platform import Platform
@@ -101,14 +102,16 @@ def status(platform: Platform) -> None:
 
 
 @projections.command()
-@click.argument("name", type=click.Choice(list(SINK_PROJECTION.values())))
+@click.argument("name", type=click.Choice([*SINK_PROJECTION.values(), "warehouse"]))
 @click.pass_obj
 def rebuild(platform: Platform, name: str) -> None:
-    """Replay the log into a fresh target, swap it in when caught up, drop the old one."""
+    """Replay the log into a fresh target, swap it in when caught up, drop the old one.
+
+    warehouse: the ClickHouse warehouse; on embedded chDB with `qi worker warehouse` running, the
+    rebuild runs inside that worker (it owns the engine) and this command follows its progress.
+    """
     from projections.rebuild import Progress, rebuild as do_rebuild
     from projections.registry import PROJECTIONS
-
-    sink = next(s for s, p in SINK_PROJECTION.items() if p == name)
 
     def bar(p: Progress) -> None:
         width = 30
@@ -118,9 +121,30 @@ def rebuild(platform: Platform, name: str) -> None:
                    f"{p.rate:,.0f}/s ETA {eta}   ", nl=False, err=True)
 
     try:
-        result = run(do_rebuild(platform, PROJECTIONS[name], sink, on_progress=bar))
+        if name == "warehouse":
+            result = run(_rebuild_warehouse(platform, bar))
+        else:
+            sink = next(s for s, p in SINK_PROJECTION.items() if p == name)
+            result = run(do_rebuild(platform, PROJECTIONS[name], sink, on_progress=bar))
     except USER_ERRORS as e:
+        fail(str(e))
+    except WarehouseError as e:
         fail(str(e))
     click.echo("", err=True)
     click.echo(f"rebuilt {result['projection']} ({result['sink']}): {result['events']:,} events in "
                f"{result['seconds']}s; live target swapped, old {result['dropped'] or '-'} dropped")
+
+
+async def _rebuild_warehouse(platform: Platform, on_progress) -> dict:
+    """Through the owner's endpoint when a worker holds the embedded engine, else right here."""
+    from projections.clickhouse.query import find_endpoint
+    from projections.clickhouse.rebuild import rebuild_via, rebuild_warehouse
+    from qi.platform import ConfigError
+
+    dsn = platform.endpoints().clickhouse
+    if dsn is None:
+        raise ConfigError("no ClickHouse configured: run `qi stack up` or set QI_CLICKHOUSE_DSN")
+    url = find_endpoint(platform.stack.run_dir, dsn)
+    if url is not None:
+        return await rebuild_via(url, on_progress=on_progress)
+    return await rebuild_warehouse(platform, on_progress=on_progress)

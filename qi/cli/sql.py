@@ -65,7 +65,10 @@ async def run_warehouse(platform: Platform, database: str | None = None) -> None
     server = None
     await open_warehouse(wh)  # own the engine before announcing the endpoint
     if is_embedded(wh.dsn):
-        server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce())
+        from projections.clickhouse.rebuild import RebuildControl
+
+        server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce(),
+                             rebuild=RebuildControl(platform, wh.database))
         await server.start()
     try:
         ch = platform.settings.clickhouse

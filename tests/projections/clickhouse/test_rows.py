@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from datetime import UTC, datetime
 
 from projections.clickhouse.rows import TABLE_COLUMNS, batch_of, micros
@@ -46,7 +47,10 @@ def test_every_event_gets_an_events_row_and_its_typed_row(catalog) -> None:
     assert erow["twin_id"] == issued.administrative.item.twin_id
     rec = next(r for r in recs if r.decoded.record["event_id"] == str(issued.event_id))
     assert (erow["topic"], erow["partition"], erow["offset"]) == (rec.topic, rec.partition, rec.offset)
-    assert '"certificate_kind": "calibration.pressure"' in erow["payload"]
+    assert json.loads(erow["payload"])["certificate_kind"] == "calibration.pressure"
+    table = ev.arrow()  # what the warehouse inserts: one Arrow column per table column
+    assert table.column_names == list(ev.names) and table.num_rows == len(events)
+    assert table.column("occurred_at")[j].value == erow["occurred_at"]
 
 
 def test_positions_and_dedup_tokens_follow_the_offsets(catalog) -> None:
