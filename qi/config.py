@@ -89,7 +89,8 @@ class RunnerSettings(BaseSettings):
 
     max_batch: int = Field(5000, ge=1, description="most records handed to a processor per fetch")
     poll_timeout_ms: int = Field(200, ge=1, description="how long one fetch waits for records")
-    session_timeout_ms: int = Field(10_000, ge=1000, description="a dead member is replaced after this")
+    session_timeout_ms: int = Field(6_000, ge=1000, description="a dead member is replaced after this; "
+                                    "the embedded broker also holds each join for half of it (decision 0073)")
     heartbeat_interval_ms: int = Field(1_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
     max_partition_fetch_bytes: int = Field(4 * 1024 * 1024, ge=1024)
@@ -101,6 +102,8 @@ class RunnerSettings(BaseSettings):
     health_host: str = Field("127.0.0.1", description="where /health /ready /live /metrics listen")
     health_port: int = Field(0, ge=0, le=65535, description="their port (0: any free port, announced in the run dir)")
     instance: str | None = Field(None, description="this process's name in the fleet (set by the supervisor)")
+    standby: bool = Field(False, description="a warm spare: prepare, then wait on stdin to be promoted "
+                          "(set by the supervisor; docs/decisions/0074)")
 
 
 class FleetSettings(BaseSettings):
@@ -115,6 +118,8 @@ class FleetSettings(BaseSettings):
     bridge_config: Path = Field(Path("connectors/mqtt/examples/plant.toml"),
                                 description="the MQTT bridge's mapping file")
     stop_grace_s: float = Field(15.0, gt=0, description="SIGTERM, then SIGKILL after this long")
+    standby: bool = Field(True, description="keep a warm spare process per worker instance, promoted when "
+                          "the instance dies (restart in seconds instead of a cold start; docs/decisions/0074)")
 
 
 class AuditSettings(BaseSettings):
@@ -256,7 +261,8 @@ class ValidationSettings(BaseSettings):
         3600.0, gt=0, description="a certificate waiting for its twin/issuer key longer than this is judged INVALID")
     expiring_lead_s: float = Field(30 * 86400.0, ge=0, description="CertificateExpiring goes out this long before valid_until")
     max_validity_days: int = Field(3650, ge=1, description="longest validity window accepted")
-    session_timeout_s: float = Field(10.0, gt=0, description="a dead worker's partitions move after this")
+    session_timeout_s: float = Field(6.0, gt=0, description="a dead worker's partitions move after this "
+                                     "(the embedded broker holds each join for half of it: decision 0073)")
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0, description="how often consumed offsets are committed")
     web_port: int = Field(0, ge=0, le=65535, description="faust's web port (0: any free port)")

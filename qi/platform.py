@@ -46,6 +46,7 @@ class Endpoints:
 class Platform:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
+        self._promoted = False  # see standby_gate
 
     @cached_property
     def stack(self) -> LocalStack:
@@ -143,7 +144,24 @@ class Platform:
             serde=serde,
             topics=self.topics,
             settings=self.settings.runner,
+            member_file=self.member_file(f"{k.client_id}-{processor.name}"),
         )
+
+    async def standby_gate(self) -> None:
+        """A warm spare (``QI_RUNNER_STANDBY``) waits here until promoted; anything else passes at once.
+        Called before a worker takes any share of the work (docs/decisions/0074)."""
+        if self.settings.runner.standby and not self._promoted:
+            from qi.fleet.standby import await_promotion
+
+            await await_promotion()
+        self._promoted = True
+
+    def member_file(self, group_id: str):  # -> streams.membership.MemberFile | None
+        """Where a supervised instance keeps its member id in ``group_id`` (docs/decisions/0073)."""
+        from streams.membership import MemberFile
+
+        instance = self.settings.runner.instance
+        return MemberFile(self.stack.run_dir, instance, group_id) if instance else None
 
     def score_processor(self, serde: Serde) -> ScoreProcessor:
         """The anomaly-scoring processor, its snapshots in Redis (docs/decisions/0030)."""
@@ -270,7 +288,8 @@ class Platform:
                 return self.health_server(fn, registries, instance=instance)
         return build_app(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics, topo=topo,
                          settings=v, data_dir=data_dir, health_server=health,
-                         ready_max_lag=self.settings.runner.ready_max_lag)
+                         ready_max_lag=self.settings.runner.ready_max_lag,
+                         member_file=self.member_file(topo.app_id))
 
     def warehouse(self, database: str | None = None):
         """The ClickHouse warehouse writer (``projections.clickhouse``); not started."""

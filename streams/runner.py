@@ -45,6 +45,7 @@ from events.topics import TopicNames
 from qi.config import RunnerSettings
 from streams.deadletter import dead_letter_record
 from streams.errors import RetriableError, RunnerError
+from streams.membership import MemberFile, consumer_member
 from streams.metrics import RunnerMetrics
 from streams.processor import BatchResult, Poison, Processor
 
@@ -71,6 +72,7 @@ class BatchRunner:
         topics: TopicNames,
         settings: RunnerSettings,
         metrics: RunnerMetrics | None = None,
+        member_file: MemberFile | None = None,
     ) -> None:
         self._bootstrap = bootstrap
         self._group_id = group_id
@@ -93,6 +95,7 @@ class BatchRunner:
         self._consumer: AIOKafkaConsumer | None = None
         self._stop: asyncio.Event | None = None
         self._log = log.bind(worker=processor.name, group=group_id)
+        self._member_file = member_file  # a supervised instance: evict its dead predecessor (0073)
         self._last_report = time.monotonic()
 
     @property
@@ -124,6 +127,7 @@ class BatchRunner:
             )
             await self._check_topics()
             self._consumer.subscribe(topics=self._input_topics, listener=_Listener(self))
+            await self._evict_predecessor()
             await self._retrying("join the consumer group", self._consumer.start)
             self._log.info("runner.started", topics=self._input_topics)
             while not stop.is_set():
@@ -162,10 +166,17 @@ class BatchRunner:
         if missing:
             raise RunnerError(f"no such topic: {', '.join(missing)} (create them with `qi topics create`)")
 
+    async def _evict_predecessor(self) -> None:
+        """The previous process of this instance, if it died in the group, leaves it now (0073)."""
+        if self._member_file is not None:
+            await self._member_file.evict_predecessor(self._bootstrap, client_id=self._client_id)
+
     async def _shutdown(self) -> None:
         if self._consumer is not None:
             try:
                 await self._consumer.stop()  # leaves the group
+                if self._member_file is not None:
+                    self._member_file.clear()
             except KafkaError as e:  # pragma: no cover - broker gone while stopping
                 self._log.warning("runner.leave_failed", error=str(e))
         await self._publisher.close()
@@ -311,7 +322,9 @@ class BatchRunner:
                 self._consumer.resume(*self._consumer.assignment())
 
     async def _refresh_lag(self) -> None:
-        """Lag of every assigned partition (position to high watermark), at most once a second."""
+        """Lag of every assigned partition (position to high watermark), at most once a second
+        once known; while a partition's high watermark is still unknown (no fetch answered yet), on
+        every pass, so /ready does not wait a second longer than the first fetch."""
         now = time.monotonic()
         if self._consumer is None or now - self._last_lag_check < 1.0:
             return
@@ -319,6 +332,7 @@ class BatchRunner:
         for tp in self._consumer.assignment():
             hw = self._consumer.highwater(tp)
             if hw is None:
+                self._last_lag_check = 0.0
                 continue
             try:
                 pos = await self._consumer.position(tp)
@@ -375,6 +389,9 @@ class BatchRunner:
                 self._consumer.seek(tp, offset)
             self._epoch += 1
         self._joined = True
+        member = consumer_member(self._consumer)
+        if self._member_file is not None and member is not None:
+            self._member_file.save(*member)
         self._last_lag_check = 0.0
         self._log.info("runner.assigned", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in assigned),
                        seeks={f"{tp.topic}/{tp.partition}": o for tp, o in positions.items()})

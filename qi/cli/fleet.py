@@ -99,7 +99,7 @@ def up(platform: Platform, wait_s: float) -> None:
 def supervise(platform: Platform) -> None:
     """Run the supervisor in the foreground (what `qi up` starts in the background)."""
     f = platform.settings.fleet
-    specs = fleet(f.instances, bridge_config=str(f.bridge_config))
+    specs = fleet(f.instances, bridge_config=str(f.bridge_config), standby=f.standby)
     run(Supervisor(specs, run_dir=platform.stack.run_dir, grace_s=f.stop_grace_s).run())
 
 

@@ -63,6 +63,12 @@ async def run_warehouse(platform: Platform, database: str | None = None) -> None
 
     wh = platform.warehouse(database)
     server = None
+    if platform.settings.runner.standby:  # a spare loads the engine's code, but must not open chDB
+        import clickhouse_connect  # noqa: F401  (one process per data directory)
+
+        if is_embedded(wh.dsn):
+            import chdb  # noqa: F401
+    await platform.standby_gate()
     await open_warehouse(wh)  # own the engine before announcing the endpoint
     if is_embedded(wh.dsn):
         from projections.clickhouse.rebuild import RebuildControl

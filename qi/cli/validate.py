@@ -33,6 +33,8 @@ def validate(platform: Platform) -> None:
     instance = platform.settings.runner.instance or f"validate-{os.getpid()}"
     structlog.contextvars.bind_contextvars(worker="validate", instance=instance)
     app = platform.validation_app(serde, instance=instance)
+    loop.run_until_complete(platform.standby_gate())  # a warm spare waits here (decision 0074)
+    loop.run_until_complete(_evict_predecessor(platform))
     worker = faust.Worker(app, loop=loop, loglevel=platform.settings.log.level.upper(), redirect_stdouts=False, override_logging=False,
                           quiet=True)
     worker.spinner = None  # its terminal spinner would write control characters into the JSON log
@@ -40,3 +42,12 @@ def validate(platform: Platform) -> None:
         worker.execute_from_commandline()
     finally:  # the announcement must not outlive the process (qi ps would ask a dead port)
         (platform.stack.run_dir / "health" / f"{instance}.json").unlink(missing_ok=True)
+
+
+async def _evict_predecessor(platform: Platform) -> None:
+    """The previous process of this supervised instance, if it died in the group, leaves it now
+    (docs/decisions/0073): faust's consumer then joins without waiting out its session."""
+    group = platform.validation_topology().app_id
+    member_file = platform.member_file(group)
+    if member_file is not None:
+        await member_file.evict_predecessor(platform.endpoints().kafka, client_id=group)

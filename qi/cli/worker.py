@@ -37,7 +37,9 @@ class Service(Protocol):
 async def serve_until_signalled(platform: Platform, name: str, service: Service,
                                 registries: list[CollectorRegistry]) -> None:
     """Run ``service`` with /health /ready /live /metrics until SIGTERM or SIGINT (then it finishes
-    its batch and returns); logs carry the worker and instance names."""
+    its batch and returns); logs carry the worker and instance names. A warm spare waits for its
+    promotion first (``Platform.standby_gate``)."""
+    await platform.standby_gate()
     instance = platform.settings.runner.instance or f"{name}-{os.getpid()}"
     structlog.contextvars.bind_contextvars(worker=name, instance=instance)
     health = platform.health_server(service.health, registries, instance=instance)

@@ -15,6 +15,7 @@ class WorkerSpec:
     name: str                 # e.g. "score"
     command: tuple[str, ...]  # the full argv
     instances: int = 1
+    standby: bool = False     # keep a warm spare per instance (docs/decisions/0074)
 
     @classmethod
     def qi(cls, name: str, *args: str) -> WorkerSpec:
@@ -30,8 +31,9 @@ class WorkerSpec:
         return [f"{self.name}-{i + 1}" for i in range(self.instances)]
 
 
-def fleet(counts: dict[str, int], *, bridge_config: str) -> list[WorkerSpec]:
-    """The platform's workers with the instance counts asked for (0 leaves one out)."""
+def fleet(counts: dict[str, int], *, bridge_config: str, standby: bool = True) -> list[WorkerSpec]:
+    """The platform's workers with the instance counts asked for (0 leaves one out); ``standby``:
+    each instance gets a warm spare (every worker waits for its promotion at ``Platform.standby_gate``)."""
     every = [
         WorkerSpec.qi("validate", "worker", "validate"),
         WorkerSpec.qi("score", "worker", "score"),
@@ -49,5 +51,5 @@ def fleet(counts: dict[str, int], *, bridge_config: str) -> list[WorkerSpec]:
         if w.name == "project-clickhouse":
             n = min(n, 1)
         if n > 0:
-            out.append(WorkerSpec(w.name, w.command, n))
+            out.append(WorkerSpec(w.name, w.command, n, standby=standby))
     return out

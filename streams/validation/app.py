@@ -42,6 +42,7 @@ from events.reader import ConsumedRecord
 from events.serde import Serde
 from events.topics import TopicNames
 from qi.config import ValidationSettings
+from streams.membership import MemberFile, consumer_member
 from streams.metrics import RunnerMetrics
 from streams.validation.checks import Policy
 from streams.validation.facts import CertState
@@ -101,12 +102,14 @@ def _consumed(msg: Any) -> ConsumedRecord:
 
 def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: ValidationTopology,
               settings: ValidationSettings, data_dir: Path, health_server: Any = None,
-              ready_max_lag: int = 1000) -> faust.App:
+              ready_max_lag: int = 1000, member_file: MemberFile | None = None) -> faust.App:
     """A fresh faust app for one worker process (no module-level app).
 
     ``health_server(health_fn, registries)`` (optional) returns a started-later
     :class:`~streams.health.HealthServer`; it is served on the app's loop with the
     app's metrics (the same counters and lag gauges as the batch workers).
+    ``member_file`` (a supervised instance): where its group member id is kept for the next
+    process of the instance to evict (streams.membership, docs/decisions/0073).
     """
     metrics = RunnerMetrics(worker="validate")
     done: dict[tuple[str, int], int] = {}  # next offset to process per input partition
@@ -257,6 +260,18 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         except Exception:  # noqa: BLE001 - a timer that raises would stop the app
             log.exception("validation.recheck_failed")
 
+    def group_member() -> tuple[str, int] | None:
+        try:
+            return consumer_member(app.consumer._thread._ensure_consumer())  # faust reads it so too
+        except (AttributeError, AssertionError):
+            return None
+
+    @app.timer(interval=1.0)
+    async def keep_member_id() -> None:
+        member = group_member()
+        if member_file is not None and member is not None:
+            member_file.save(*member)
+
     @app.timer(interval=2.0)
     async def refresh_lag() -> None:
         """Records between what this worker processed and the log end, per assigned input partition."""
@@ -279,7 +294,9 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             assigned = sorted(tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates)
             lag = metrics.total_lag
             reason = None
-            if not replica.ready.is_set():
+            if group_member() is None or app.rebalancing:
+                reason = "joining the consumer group"
+            elif not replica.ready.is_set():
                 reason = "catching up with issuers and twins"
             elif lag > ready_max_lag:
                 reason = f"{lag} records behind (bound {ready_max_lag})"

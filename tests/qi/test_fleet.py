@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -77,8 +78,8 @@ def test_a_crash_looping_worker_backs_off(tmp_path):
         sup.wait(timeout=30)
     inst = state.instances["crash"]
     assert inst.last_exit == 3
-    # backoff 1 s, 2 s, 4 s...: in 4 s at most 3 restarts, not hundreds
-    assert 1 <= inst.restarts <= 3
+    # the first restart at once, then 1 s, 2 s, 4 s...: in 4 s at most 4 restarts, not hundreds
+    assert 1 <= inst.restarts <= 4
 
 
 def test_fleet_spec_instance_counts():
@@ -87,3 +88,44 @@ def test_fleet_spec_instance_counts():
     assert specs["score"].instance_names() == ["score-1", "score-2", "score-3"]
     assert specs["project-clickhouse"].instances == 1  # chDB: one process per data directory
     assert specs["validate"].argv()[-2:] == ["worker", "validate"]
+
+
+# A worker that honours the standby protocol: as a spare (QI_RUNNER_STANDBY) it waits for the
+# promotion line on stdin (exits on EOF), then announces its health file and runs.
+SPARE_AWARE = (sys.executable, "-c", (
+    "import json, os, sys, time\n"
+    "from pathlib import Path\n"
+    "if os.environ.get('QI_RUNNER_STANDBY') == 'true':\n"
+    "    if sys.stdin.buffer.readline() != b'promote\\n': sys.exit(0)\n"
+    "p = Path(sys.argv[1]) / 'health' / (os.environ['QI_RUNNER_INSTANCE'] + '.json')\n"
+    "p.parent.mkdir(parents=True, exist_ok=True)\n"
+    "p.write_text(json.dumps({'url': 'http://127.0.0.1:1', 'pid': os.getpid()}))\n"
+    "while True: time.sleep(1)\n"))
+
+
+def test_a_killed_worker_is_replaced_by_its_warm_spare_at_once(tmp_path):
+    specs = f"[WorkerSpec('w', {(*SPARE_AWARE, str(tmp_path))!r}, standby=True)]"
+    sup = _start_supervisor(tmp_path, specs)
+    try:
+        first = _wait(lambda: (s := load_state(tmp_path)) and s.instances["w"].standby_pid and s).instances["w"]
+        spare = first.standby_pid
+        assert spare != first.pid and psutil.pid_exists(spare)
+        os.kill(first.pid, signal.SIGKILL)
+        t0 = time.monotonic()
+        after = _wait(lambda: (s := load_state(tmp_path)) and s.instances["w"].pid == spare
+                      and s.instances["w"].state == "running" and s).instances["w"]
+        assert time.monotonic() - t0 < 2.0, "the spare takes over without a backoff or a cold start"
+        assert after.restarts == 1 and after.last_exit == -signal.SIGKILL
+        # the promoted spare runs the instance (it announced itself) and gets a spare of its own
+        _wait(lambda: json.loads((tmp_path / "health" / "w.json").read_text())["pid"] == spare)
+        again = _wait(lambda: (s := load_state(tmp_path)) and s.instances["w"].standby_pid
+                      and s.instances["w"].standby_pid != spare and s).instances["w"]
+        pids = [again.pid, again.standby_pid]
+    finally:
+        sup.send_signal(signal.SIGTERM)
+        sup.wait(timeout=30)
+    assert sup.returncode == 0
+    for pid in pids:  # the active and its spare are both gone
+        assert not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    final = load_state(tmp_path).instances["w"]
+    assert final.state == "stopped" and final.pid is None and final.standby_pid is None
