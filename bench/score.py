@@ -16,6 +16,14 @@ Uses the stack of QI_KAFKA_BOOTSTRAP / QI_REDIS_URL, else starts the local stack
 
 from __future__ import annotations
 
+import os.path
+import sys
+
+# `python bench/score.py` puts bench/ first on sys.path, where bench/platform.py would shadow the
+# standard library's `platform` (imported by uuid, attrs...): drop it, the repository root goes in below.
+if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+    sys.path.pop(0)
+
 import argparse
 import asyncio
 import io
@@ -23,7 +31,6 @@ import json
 import os
 import resource
 import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime, timedelta

@@ -55,8 +55,13 @@ def normalized_text(schema: dict[str, Any]) -> str:
 
 
 def parse(schema: dict[str, Any]) -> dict[str, Any]:
-    """Parse with fastavro in a fresh name space (schemas never share named types)."""
-    return fastavro.parse_schema(schema, named_schemas={}, _write_hint=False)
+    """Parse with fastavro in a fresh name space (schemas never share named types).
+
+    The result carries fastavro's "already parsed" marker: without it every
+    ``schemaless_reader``/``schemaless_writer`` call parses the schema again
+    (~45 us per record for a SensorReading, 7x the decode itself).
+    """
+    return fastavro.parse_schema(schema, named_schemas={})
 
 
 @dataclass(frozen=True)
