@@ -114,7 +114,9 @@ class SharedForest:
             random_state=self._c.seed + self._fits,
         )
         model.fit(data)
-        raw = -model.score_samples(data)
+        self._model = model
+        self._terms, self._denominator = _tree_terms(model)
+        raw = self._scores(data)
         # Peaks over threshold: above the training window's (1 - TAIL) quantile, excesses are
         # modelled as exponential (the shape-0 generalised Pareto), so rarer-than-seen scores
         # get probabilities below 1/len(data) instead of being capped there.
@@ -122,8 +124,6 @@ class SharedForest:
         excess = raw[raw > self._u] - self._u
         self._beta = float(excess.mean()) if len(excess) else 1e-6
         self._beta = max(self._beta, 1e-6)
-        self._model = model
-        self._terms, self._denominator = _tree_terms(model)
         self._fits += 1
         self._since_fit = 0
 
