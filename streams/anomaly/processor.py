@@ -104,11 +104,12 @@ class ScoreProcessor(Processor):
 
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
         out = BatchResult()
-        by_tp: dict[TopicPartition, list[ConsumedRecord]] = {}
+        by_tp: dict[tuple[str, int], list[ConsumedRecord]] = {}
         for r in records:
-            by_tp.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+            by_tp.setdefault((r.topic, r.partition), []).append(r)
         now = int(datetime.now(UTC).timestamp() * 1_000_000)
-        for tp, recs in by_tp.items():
+        for key, recs in by_tp.items():
+            tp = TopicPartition(*key)
             scorer = self._scorers.get(tp)
             if scorer is None:
                 # Fetched while the partition was being (re)assigned (`assigned` awaits Redis while

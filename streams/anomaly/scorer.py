@@ -123,13 +123,17 @@ class Scorer:
         lvl = st.level[s]
         pd = st.daily[s, db].astype(np.float64)
         pw = st.weekly[s, wb].astype(np.float64)
-        pred = np.column_stack((lvl, np.where(np.isnan(pd), lvl, pd), np.where(np.isnan(pw), lvl, pw)))
+        no_d, no_w = np.isnan(pd), np.isnan(pw)
+        k = rows.arange[: len(idx)]
+        pred = np.empty((len(idx), 3))
+        pred[:, 0] = lvl
+        pred[:, 1] = np.where(no_d, lvl, pd)
+        pred[:, 2] = np.where(no_w, lvl, pw)
         resid = x[:, None] - pred
         floor = c.scale_floor * np.abs(lvl) + 1e-12
         scale = st.scale[s]
         scales = np.maximum(scale * _MEAN_ABS_TO_SD, floor[:, None])
         pick = np.argmin(np.where(ready, scales, np.inf), axis=1)
-        k = np.arange(len(idx))
         chosen = scales[k, pick]
         z = resid[k, pick] / chosen
         # short window: ring buffers of raw values and z; each row keeps its window for the features
@@ -147,8 +151,8 @@ class Scorer:
         absr = np.where(warm[:, None], absr, np.minimum(absr, c.winsor * scales))
         st.scale[s] = scale + a_scale * (absr - scale)
         st.level[s] = lvl + a_level * (x - lvl)
-        st.daily[s, db] = np.where(np.isnan(pd), x, pd + c.season_alpha * (x - pd))
-        st.weekly[s, wb] = np.where(np.isnan(pw), x, pw + c.season_alpha * (x - pw))
+        st.daily[s, db] = np.where(no_d, x, pd + c.season_alpha * (x - pd))
+        st.weekly[s, wb] = np.where(no_w, x, pw + c.season_alpha * (x - pw))
         # the sensor's own tail: how often |z| exceeds TAIL_U and by how much (after warm-up); the
         # surprise of this reading is judged against the tail as it was before it
         tr, te = st.tail_rate[s], st.tail_excess[s]
@@ -189,9 +193,10 @@ class Scorer:
 class _Rows:
     """Per reading of a batch, what the rounds leave for the batch-wide steps after them."""
 
-    __slots__ = ("z", "floor", "scale", "tail_rate", "tail_excess", "win_v", "win_z")
+    __slots__ = ("z", "floor", "scale", "tail_rate", "tail_excess", "win_v", "win_z", "arange")
 
     def __init__(self, n: int, window: int) -> None:
+        self.arange = np.arange(n)
         self.z = np.empty(n)
         self.floor = np.empty(n)
         self.scale = np.empty(n)
