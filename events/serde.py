@@ -126,6 +126,11 @@ class Serde:
                 raise EncodeError(event_type, "serde not prepared: call `await serde.prepare()` first") from None
             raise EncodeError(event_type, "unknown event type") from None
 
+    def writer_of(self, event_type: str) -> tuple[bytes, dict[str, Any]]:
+        """The frame header and parsed writer schema ``encode`` uses (for hand-written batch encoders)."""
+        w = self._writer(event_type)
+        return w.header, w.schema
+
     def encode(self, event_type: str, record: Mapping[str, Any]) -> bytes:
         """Frame and encode an Avro record (a dict shaped like the schema)."""
         w = self._writer(event_type)

@@ -189,11 +189,21 @@ class BatchRunner:
         good: list[ConsumedRecord] = []
         dead: list[OutgoingRecord] = []
         ends: dict[TopicPartition, int] = {}
+        decode, plain = self._serde.decode, self._plain
         for tp, messages in fetched.items():
             if not messages:
                 continue
             ends[tp] = messages[-1].offset + 1
             for m in messages:
+                if m.value is not None:  # fast path: a record that decodes needs no await
+                    try:
+                        decoded = decode(m.value, plain=plain)
+                    except DecodeError:
+                        pass  # the full path below decides (unknown schema id, poison)
+                    else:
+                        good.append(ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key,
+                                                   m.value, decoded, None))
+                        continue
                 rec, error = await self._decode(tp, m)
                 if error is None:
                     good.append(rec)

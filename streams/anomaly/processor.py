@@ -28,7 +28,8 @@ from events.topics import TopicNames
 from streams.anomaly.config import ScorerConfig
 from streams.anomaly.scorer import ALERT_NONE, ALERT_RAISED, Scorer
 from streams.anomaly.snapshots import SnapshotStore
-from streams.ids import derived_id
+from streams.anomaly.wire import ScoredEncoder, layout_is_known
+from streams.ids import derived_id, derived_ids
 from streams.processor import BatchResult, Poison, Processor
 
 log = structlog.get_logger(__name__)
@@ -53,6 +54,18 @@ class ScoreProcessor(Processor):
         self._dirty: set[TopicPartition] = set()
         self._batches = 0
         self._last_snapshot = time.monotonic()
+        self._encoder: ScoredEncoder | None = None
+
+    def _scored_encoder(self, scorer: Scorer) -> ScoredEncoder | None:
+        """The batch encoder of AnomalyScored, or None if the writer schema is not the layout it knows."""
+        if self._encoder is None:
+            header, schema = self._serde.writer_of("AnomalyScored")
+            if not layout_is_known(schema):
+                log.warning("score.encoder_fallback", reason="AnomalyScored schema differs from streams/anomaly/wire.py")
+                return None
+            self._encoder = ScoredEncoder(header, source=self.name, model_name=scorer.model_name,
+                                          model_version=scorer.model_version)
+        return self._encoder
 
     async def start(self) -> None:
         await self._snapshots.start()
@@ -91,11 +104,12 @@ class ScoreProcessor(Processor):
 
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
         out = BatchResult()
-        by_tp: dict[TopicPartition, list[ConsumedRecord]] = {}
+        by_tp: dict[tuple[str, int], list[ConsumedRecord]] = {}
         for r in records:
-            by_tp.setdefault(TopicPartition(r.topic, r.partition), []).append(r)
+            by_tp.setdefault((r.topic, r.partition), []).append(r)
         now = int(datetime.now(UTC).timestamp() * 1_000_000)
-        for tp, recs in by_tp.items():
+        for key, recs in by_tp.items():
+            tp = TopicPartition(*key)
             scorer = self._scorers.get(tp)
             if scorer is None:
                 # Fetched while the partition was being (re)assigned (`assigned` awaits Redis while
@@ -136,29 +150,42 @@ class ScoreProcessor(Processor):
         times = np.fromiter((x["occurred_at"] for x in rows), np.float64, len(rows)) / 1e6
         values = np.fromiter((x["value"] for x in rows), np.float64, len(rows))
         res = scorer.score_batch(keys, times, values)
-        scores, flags, alerts = res.score.tolist(), res.is_anomaly.tolist(), res.alert.tolist()
         name, version, threshold = scorer.model_name, scorer.model_version, scorer.threshold
-        enc = self._serde.encode
         t_scores, t_alerts = self._topics.topic("scores"), self._topics.topic("alerts")
-        out = []
-        for r, x, sc, flag, al in zip(recs, rows, scores, flags, alerts):
-            rid = x["event_id"]
-            eid = str(derived_id("score", rid))
-            out.append(OutgoingRecord(t_scores, r.key, enc("AnomalyScored", {
-                "event_id": eid, "event_type": "AnomalyScored", "occurred_at": x["occurred_at"],
+        rids = [x["event_id"] for x in rows]
+        eids = derived_ids("score", rids)
+        encoder = self._scored_encoder(scorer)
+        if encoder is not None:
+            blobs = encoder.encode(eids, rows, now, res.score, res.is_anomaly)
+        else:  # pragma: no cover - only with a changed AnomalyScored schema
+            blobs = [self._serde.encode("AnomalyScored", self._scored_record(x, eid, now, sc, flag, scorer))
+                      for x, eid, sc, flag in zip(rows, eids, res.score.tolist(), res.is_anomaly.tolist())]
+        out = [OutgoingRecord(t_scores, r.key, v, eid) for r, v, eid in zip(recs, blobs, eids)]
+        raised = np.flatnonzero(res.alert != ALERT_NONE)
+        if len(raised) == 0:
+            return out
+        # Alerts are rare: built and encoded record by record, placed right after their score.
+        scores = res.score.tolist()
+        enc = self._serde.encode
+        for i in raised[::-1].tolist():
+            r, x, sc = recs[i], rows[i], scores[i]
+            rid = rids[i]
+            state = "RAISED" if res.alert[i] == ALERT_RAISED else "CLEARED"
+            aid = str(derived_id("alert", rid, state))
+            out.insert(i + 1, OutgoingRecord(t_alerts, r.key, enc("AnomalyDetected", {
+                "event_id": aid, "event_type": "AnomalyDetected", "occurred_at": x["occurred_at"],
                 "recorded_at": now, "source": self.name, "correlation_id": x.get("correlation_id"),
                 "causation_id": rid, "twin_id": x["twin_id"], "sensor_id": x["sensor_id"],
-                "reading_event_id": rid, "value": x["value"], "score": sc, "is_anomaly": flag,
+                "state": state, "score": sc, "threshold": threshold, "reading_event_id": rid,
                 "model_name": name, "model_version": version,
-            }), eid))
-            if al != ALERT_NONE:
-                state = "RAISED" if al == ALERT_RAISED else "CLEARED"
-                aid = str(derived_id("alert", rid, state))
-                out.append(OutgoingRecord(t_alerts, r.key, enc("AnomalyDetected", {
-                    "event_id": aid, "event_type": "AnomalyDetected", "occurred_at": x["occurred_at"],
-                    "recorded_at": now, "source": self.name, "correlation_id": x.get("correlation_id"),
-                    "causation_id": rid, "twin_id": x["twin_id"], "sensor_id": x["sensor_id"],
-                    "state": state, "score": sc, "threshold": threshold, "reading_event_id": rid,
-                    "model_name": name, "model_version": version,
-                }), aid))
+            }), aid))
         return out
+
+    def _scored_record(self, x: dict, eid: str, now: int, sc: float, flag: bool, scorer: Scorer) -> dict:
+        return {
+            "event_id": eid, "event_type": "AnomalyScored", "occurred_at": x["occurred_at"],
+            "recorded_at": now, "source": self.name, "correlation_id": x.get("correlation_id"),
+            "causation_id": x["event_id"], "twin_id": x["twin_id"], "sensor_id": x["sensor_id"],
+            "reading_event_id": x["event_id"], "value": x["value"], "score": sc, "is_anomaly": flag,
+            "model_name": scorer.model_name, "model_version": scorer.model_version,
+        }

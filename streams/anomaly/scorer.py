@@ -68,86 +68,111 @@ class Scorer:
         times_s = np.asarray(times_s, np.float64)
         values = np.asarray(values, np.float64)
         slots = self.sensors.slots_for(keys)
-        rounds = _rounds(slots)
-        base = np.zeros(n)
-        feats = np.zeros((n, N_FEATURES))
-        counted = np.zeros(n, bool)
+        rounds, rank = _rounds(slots)
+        c, st = self.config, self.sensors
+        # Everything that depends only on the readings and the sensors' counts, for the whole batch:
+        # the rounds below then carry only the recurrences (level, scales, profiles, tails).
+        n_seen = st.count[slots] + rank
+        first = n_seen == 0  # a new sensor's first reading (always in round 0)
+        st.first_t[slots[first]] = times_s[first]
+        st.level[slots[first]] = values[first]
+        span = times_s - st.first_t[slots]
+        ready = np.column_stack((np.ones(n, bool), span >= 2 * _DAY, span >= 2 * _WEEK))
+        daily_b = ((times_s % _DAY) * (c.daily_buckets / _DAY)).astype(np.int64) % c.daily_buckets
+        weekly_b = (((times_s + _MONDAY) % _WEEK) * (c.weekly_buckets / _WEEK)).astype(np.int64) % c.weekly_buckets
+        live = (n_seen >= c.warmup) & (n_seen >= c.window)
+        warm = n_seen < c.warmup
+        inv = 1.0 / (n_seen + 1.0)
+        a_scale = np.maximum(c.scale_alpha, inv)[:, None]
+        a_level = np.maximum(c.level_alpha, inv)
+        rows = _Rows(n, c.window)
         for idx in rounds:
-            self._advance(idx, slots[idx], times_s[idx], values[idx], base, feats, counted)
+            self._advance(idx, slots[idx], values[idx], daily_b[idx], weekly_b[idx], ready[idx], live[idx],
+                          warm[idx], a_scale[idx], a_level[idx], rows)
+        st.count += np.bincount(slots, minlength=st.capacity)[: st.capacity]
+        base = np.where(live, self._tail_surprise(rows.z, rows.tail_rate, rows.tail_excess), 0.0)
+        feats = np.empty((n, N_FEATURES))
+        feats[:, 0] = np.clip(rows.z, -50, 50)
+        feats[:, 1] = np.clip(rows.win_z.mean(axis=1), -50, 50)
+        feats[:, 2] = np.log((rows.win_v.std(axis=1) + rows.floor) / rows.scale)
+        counted = live
         surprise = base
         if counted.any():
-            rows = np.flatnonzero(counted)
+            sel = np.flatnonzero(counted)
             surprise = base.copy()
-            surprise[rows] = np.maximum(base[rows], self.forest.surprise(feats[rows]))
+            surprise[sel] = np.maximum(base[sel], self.forest.surprise(feats[sel]))
         score = np.clip(surprise / self.config.surprise_max, 0.0, 1.0) * counted
         is_anomaly = np.zeros(n, bool)
         alert = np.zeros(n, np.int8)
-        for idx in rounds:
-            self._hysteresis(idx, slots[idx], score, is_anomaly, alert)
+        # Hysteresis only moves for sensors inside an episode or reaching the raise threshold in
+        # this batch; every other sensor stays calm (inactive, calm count 0) and needs no round.
+        involved = st.active[slots] | (score >= c.raise_at)
+        if involved.any():
+            hot = np.zeros(st.capacity, bool)
+            hot[slots[involved]] = True
+            hot_rows = hot[slots]
+            for idx in rounds:
+                idx = idx[hot_rows[idx]]
+                if len(idx):
+                    self._hysteresis(idx, slots[idx], score, is_anomaly, alert)
         return BatchScores(score, is_anomaly, alert)
 
-    def _advance(self, idx, s, t, x, base, feats, counted) -> None:  # noqa: ANN001
+    def _advance(self, idx, s, x, db, wb, ready, live, warm, a_scale, a_level, rows) -> None:  # noqa: ANN001
+        """One round: the k-th reading of each of its sensors, through the recurrences."""
         c, st = self.config, self.sensors
-        k = len(idx)
-        n = st.count[s]
-        new = n == 0
-        if new.any():
-            st.first_t[s[new]] = t[new]
-            st.level[s[new]] = x[new]
         lvl = st.level[s]
-        db = ((t % _DAY) * (c.daily_buckets / _DAY)).astype(np.int64) % c.daily_buckets
-        wb = (((t + _MONDAY) % _WEEK) * (c.weekly_buckets / _WEEK)).astype(np.int64) % c.weekly_buckets
         pd = st.daily[s, db].astype(np.float64)
         pw = st.weekly[s, wb].astype(np.float64)
-        pred = np.column_stack((lvl, np.where(np.isnan(pd), lvl, pd), np.where(np.isnan(pw), lvl, pw)))
+        no_d, no_w = np.isnan(pd), np.isnan(pw)
+        k = rows.arange[: len(idx)]
+        pred = np.empty((len(idx), 3))
+        pred[:, 0] = lvl
+        pred[:, 1] = np.where(no_d, lvl, pd)
+        pred[:, 2] = np.where(no_w, lvl, pw)
         resid = x[:, None] - pred
-        span = t - st.first_t[s]
-        ready = np.column_stack((np.ones(k, bool), span >= 2 * _DAY, span >= 2 * _WEEK))
         floor = c.scale_floor * np.abs(lvl) + 1e-12
-        scales = np.maximum(st.scale[s] * _MEAN_ABS_TO_SD, floor[:, None])
+        scale = st.scale[s]
+        scales = np.maximum(scale * _MEAN_ABS_TO_SD, floor[:, None])
         pick = np.argmin(np.where(ready, scales, np.inf), axis=1)
-        rows = np.arange(k)
-        z = resid[rows, pick] / scales[rows, pick]
-        # short window: ring buffers of raw values and z
+        chosen = scales[k, pick]
+        z = resid[k, pick] / chosen
+        # short window: ring buffers of raw values and z; each row keeps its window for the features
         pos = st.pos[s]
         st.values[s, pos] = x
         st.zs[s, pos] = np.clip(z, -1e6, 1e6)
         st.pos[s] = (pos + 1) % c.window
-        spread = st.values[s].std(axis=1)
-        live = (n >= c.warmup) & (n >= c.window)
-        counted[idx] = live
-        base[idx] = np.where(live, self._tail_surprise(s, z), 0.0)
-        feats[idx, 0] = np.clip(z, -50, 50)
-        feats[idx, 1] = np.clip(st.zs[s].mean(axis=1), -50, 50)
-        feats[idx, 2] = np.log((spread + floor) / scales[rows, pick])
+        rows.win_v[idx] = st.values[s]
+        rows.win_z[idx] = st.zs[s]
+        rows.z[idx] = z
+        rows.floor[idx] = floor
+        rows.scale[idx] = chosen
         # learn: fast running means while warming up, robust EWMAs afterwards
-        warm = n < c.warmup
-        inv = 1.0 / (n + 1.0)
-        a_scale = np.maximum(c.scale_alpha, inv)[:, None]
-        a_level = np.maximum(c.level_alpha, inv)
         absr = np.abs(resid)
         absr = np.where(warm[:, None], absr, np.minimum(absr, c.winsor * scales))
-        st.scale[s] += a_scale * (absr - st.scale[s])
+        st.scale[s] = scale + a_scale * (absr - scale)
         st.level[s] = lvl + a_level * (x - lvl)
-        st.daily[s, db] = np.where(np.isnan(pd), x, pd + c.season_alpha * (x - pd))
-        st.weekly[s, wb] = np.where(np.isnan(pw), x, pw + c.season_alpha * (x - pw))
-        st.count[s] = n + 1
-        # the sensor's own tail: how often |z| exceeds TAIL_U and by how much (after warm-up)
+        st.daily[s, db] = np.where(no_d, x, pd + c.season_alpha * (x - pd))
+        st.weekly[s, wb] = np.where(no_w, x, pw + c.season_alpha * (x - pw))
+        # the sensor's own tail: how often |z| exceeds TAIL_U and by how much (after warm-up); the
+        # surprise of this reading is judged against the tail as it was before it
+        tr, te = st.tail_rate[s], st.tail_excess[s]
+        rows.tail_rate[idx] = tr
+        rows.tail_excess[idx] = te
         over = np.abs(z) - TAIL_U
         hit = live & (over > 0)
-        st.tail_rate[s] += np.where(live, c.tail_rate_alpha * (hit - st.tail_rate[s]), 0.0)
-        st.tail_excess[s] += np.where(hit, c.tail_excess_alpha * (np.minimum(over, 10.0) - st.tail_excess[s]), 0.0)
+        st.tail_rate[s] = tr + np.where(live, c.tail_rate_alpha * (hit - tr), 0.0)
+        st.tail_excess[s] = te + np.where(hit, c.tail_excess_alpha * (np.minimum(over, 10.0) - te), 0.0)
 
-    def _tail_surprise(self, s: np.ndarray, z: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _tail_surprise(z: np.ndarray, tail_rate: np.ndarray, tail_excess: np.ndarray) -> np.ndarray:
         """-log10 P(|Z| >= |z|): the larger of the Gaussian tail and the sensor's exponential tail.
 
         Peaks over threshold: beyond |z| = 2 the excess is modelled as exponential with the rate and
         mean excess this sensor has shown, so a heavy-tailed (spiky) sensor needs a bigger deviation
         to be surprising than a Gaussian one, while a Gaussian sensor is judged as Gaussian.
         """
-        st = self.sensors
         over = np.maximum(np.abs(z) - TAIL_U, 0.0)
-        log_tail = np.log(st.tail_rate[s]) - over / st.tail_excess[s]
+        log_tail = np.log(tail_rate) - over / tail_excess
         log_gauss = -gaussian_surprise(z) * np.log(10.0)
         return np.maximum(-np.maximum(log_tail, log_gauss) / np.log(10.0), 0.0)
 
@@ -165,8 +190,25 @@ class Scorer:
         alert[idx] = np.where(raised, ALERT_RAISED, np.where(cleared, ALERT_CLEARED, ALERT_NONE))
 
 
-def _rounds(slots: np.ndarray) -> list[np.ndarray]:
-    """Row indices grouped by occurrence: round k holds every sensor's k-th row of the batch."""
+class _Rows:
+    """Per reading of a batch, what the rounds leave for the batch-wide steps after them."""
+
+    __slots__ = ("z", "floor", "scale", "tail_rate", "tail_excess", "win_v", "win_z", "arange")
+
+    def __init__(self, n: int, window: int) -> None:
+        self.arange = np.arange(n)
+        self.z = np.empty(n)
+        self.floor = np.empty(n)
+        self.scale = np.empty(n)
+        self.tail_rate = np.empty(n)
+        self.tail_excess = np.empty(n)
+        self.win_v = np.empty((n, window))
+        self.win_z = np.empty((n, window), np.float32)
+
+
+def _rounds(slots: np.ndarray) -> tuple[list[np.ndarray], np.ndarray]:
+    """Row indices grouped by occurrence (round k holds every sensor's k-th row of the batch),
+    and each row's k."""
     n = len(slots)
     order = np.argsort(slots, kind="stable")
     sorted_slots = slots[order]
@@ -176,4 +218,4 @@ def _rounds(slots: np.ndarray) -> list[np.ndarray]:
     rank[order] = np.arange(n) - run_start
     by_rank = np.argsort(rank, kind="stable")
     counts = np.bincount(rank)
-    return np.split(by_rank, np.cumsum(counts)[:-1])
+    return np.split(by_rank, np.cumsum(counts)[:-1]), rank

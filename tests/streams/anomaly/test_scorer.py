@@ -75,3 +75,22 @@ def test_state_per_sensor_is_fixed_size_whatever_the_readings():
     assert s.sensors.nbytes() == before
     per_sensor = before / s.sensors.capacity
     assert per_sensor < 4096
+
+
+def test_the_forest_scores_exactly_like_scikit_learn_score_samples():
+    from sklearn.ensemble import IsolationForest
+
+    from streams.anomaly.forest import SharedForest
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(4096, 3))
+    x[:40] *= 25
+    forest = SharedForest(ScorerConfig(), 3)
+    forest._append(x)
+    forest._fit()
+    model = forest._model
+    assert isinstance(model, IsolationForest) and forest._terms is not None  # the fast path is taken
+    y = np.r_[rng.normal(size=(2000, 3)) * rng.choice([1.0, 10.0, 1e6], size=(2000, 1)), x]
+    assert np.array_equal(forest._scores(y), -model.score_samples(y))
+    again = pickle.loads(pickle.dumps(forest))  # a snapshot rebuilds the fast path from the model
+    assert np.array_equal(again._scores(y), -model.score_samples(y))
