@@ -160,6 +160,30 @@ class BridgeSettings(BaseSettings):
     tls_insecure: bool = Field(False, description="skip hostname verification (tests only)")
 
 
+class ApiSettings(BaseSettings):
+    """The HTTP API (``QI_API_*``); see docs/api.md."""
+
+    model_config = _cfg("QI_API_")
+
+    host: str = Field("127.0.0.1", description="where `qi api` listens")
+    port: int = Field(0, ge=0, le=65535, description="its port (0: any free port, announced in the run dir)")
+    workers: int = Field(1, ge=1, le=32, description="uvicorn worker processes sharing the port")
+    token_secret: SecretStr | None = Field(None, description="HS256 key of the bearer tokens (>= 32 bytes)")
+    token_secret_file: Path | None = Field(None, description="...or a file holding it; unset: <run dir>/keys/api-token.secret")
+    token_issuer: str = Field("qi-stream", description="`iss` of the tokens issued and accepted")
+    token_ttl_s: int = Field(30 * 86400, ge=60, description="default lifetime of `qi tokens issue`")
+    verify_rate_per_s: float = Field(20.0, gt=0, description="public /verify: tokens per second per client...")
+    verify_burst: int = Field(40, ge=1, description="...and the bucket's size")
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="larger request bodies get 413")
+    max_batch_events: int = Field(1000, ge=1, description="most events per POST /events")
+    max_page: int = Field(500, ge=1, description="largest `limit` of any list")
+    max_range_days: float = Field(31.0, gt=0, description="longest time range of a readings query")
+    max_points: int = Field(5000, ge=10, description="most points a readings query returns (downsampled above)")
+    cache_s: float = Field(1.0, ge=0, description="how long the latest signed checkpoint is reused")
+    verify_cache_s: float = Field(10.0, ge=0, description="how long a certificate's proof, signatures and "
+                                  "issuer key are reused by /verify (its status is read every time)")
+
+
 class LogSettings(BaseSettings):
     model_config = _cfg("QI_LOG_")
 
@@ -199,6 +223,7 @@ class Settings(BaseModel):
     anomaly: AnomalySettings = Field(default_factory=AnomalySettings)
     validation: "ValidationSettings" = Field(default_factory=lambda: ValidationSettings())
     bridge: BridgeSettings = Field(default_factory=BridgeSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -217,6 +242,7 @@ class Settings(BaseModel):
             anomaly=AnomalySettings(),
             validation=ValidationSettings(),
             bridge=BridgeSettings(),
+            api=ApiSettings(),
         )
 
 

@@ -304,3 +304,65 @@ class Platform:
                                 request_timeout_ms=self.settings.bridge.kafka_request_timeout_ms),
             settings=self.settings.bridge,
         )
+
+    # -- the HTTP API (qi/api) -------------------------------------------------------------------
+
+    def api_tokens(self, *, create: bool = False):  # -> qi.api.auth.Tokens
+        """The API's token signer/verifier: QI_API_TOKEN_SECRET, else its file (made once if ``create``)."""
+        from qi.api.auth import Tokens, load_or_create_key
+
+        a = self.settings.api
+        if a.token_secret is not None:
+            key = a.token_secret.get_secret_value().encode()
+        else:
+            key = load_or_create_key(a.token_secret_file or self.log_key_dir() / "api-token.secret", create=create)
+        return Tokens(key, issuer=a.token_issuer)
+
+    def api_sources(self):  # -> qi.api.sources.container.ApiSources
+        """Everything the API reads and writes, not started (the app's lifespan starts them)."""
+        import json
+        import re
+
+        from projections.pointintime.replay import FAMILIES
+        from projections.registry import LOOKUPS
+        from qi.api.sources.audit import AuditReader
+        from qi.api.sources.container import ApiSources
+        from qi.api.sources.history import RegistryHistory
+        from qi.api.sources.ingest import EventIngest
+        from qi.api.sources.lookups import LookupReader
+        from qi.api.sources.registry import RegistryReader
+        from qi.api.sources.warehouse import WarehouseReader
+
+        ep = self.endpoints()
+        missing = [n for n, v in (("QI_POSTGRES_DSN", ep.postgres), ("QI_REDIS_URL", ep.redis),
+                                  ("QI_CLICKHOUSE_DSN", ep.clickhouse)) if v is None]
+        if missing:
+            raise ConfigError(f"the API needs {', '.join(missing)}: set them or run `qi stack up`")
+        ns = re.sub(r"[^a-z0-9_]", "_", self.settings.kafka.topic_prefix.lower())
+        a, api = self.settings.audit, self.settings.api
+        pub_path = self.log_key_dir() / f"{a.key_name}.pub.json"
+        try:
+            public_key = json.loads(pub_path.read_text())
+        except (OSError, ValueError):
+            public_key = None
+
+        async def publisher():
+            return self.publisher(await self.serde())
+
+        return ApiSources(
+            registry=RegistryReader(ep.postgres, ns + "registry"),
+            lookups=LookupReader(ep.redis, LOOKUPS, namespace=ns),
+            warehouse=WarehouseReader(ep.clickhouse, self.settings.clickhouse.database, run_dir=self.stack.run_dir),
+            audit=AuditReader(self.audit_store(), bootstrap=ep.kafka, topic_prefix=self.topics.prefix,
+                              public_key=public_key, serde_factory=self.serde, cache_s=api.cache_s,
+                              client_id=f"{self.settings.kafka.client_id}-api-audit"),
+            ingest=EventIngest(publisher),
+            history=RegistryHistory(bootstrap=ep.kafka, serde_factory=self.serde,
+                                    topics=[self.topics.topic(f) for f in FAMILIES]),
+        )
+
+    def api_app(self):  # -> fastapi.FastAPI
+        """The HTTP API app (qi/api/app.py) wired to this platform's stores."""
+        from qi.api.app import create_app
+
+        return create_app(self.settings.api, self.api_sources(), self.api_tokens(create=True))

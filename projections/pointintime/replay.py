@@ -37,8 +37,20 @@ async def replay_registry(
     progress: Callable[[int, int], None] | None = None, schema: str | None = None,
 ) -> ReplayResult:
     """``progress(done, total)`` is called after every fetch."""
+    state, read = await fold_registry(bootstrap=bootstrap, serde=serde, topics=topics, mode=mode, at=at,
+                                      progress=progress)
+    schema = schema or schema_name(mode, at)
+    await write_schema(dsn, schema, state, mode, at)
+    return ReplayResult(schema, mode, at, read, state.applied, len(state.twins), len(state.certificates))
+
+
+async def fold_registry(
+    *, bootstrap: str, serde: Serde, topics: list[str], mode: Mode, at: datetime,
+    progress: Callable[[int, int], None] | None = None, client_id: str = "qi-replay",
+) -> tuple[RegistryState, int]:
+    """The registry as it was at ``at`` (in memory) and the number of records read."""
     c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                         client_id="qi-replay")
+                         client_id=client_id)
     await c.start()
     events: list[tuple[int, str, dict]] = []
     read = 0
@@ -74,6 +86,4 @@ async def replay_registry(
     state = RegistryState()
     for event_type, record in select(events, mode, at):
         state.apply(event_type, record)
-    schema = schema or schema_name(mode, at)
-    await write_schema(dsn, schema, state, mode, at)
-    return ReplayResult(schema, mode, at, read, state.applied, len(state.twins), len(state.certificates))
+    return state, read

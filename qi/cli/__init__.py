@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from qi.cli.anomaly import anomaly
+from qi.cli.api import api, tokens
 from qi.cli.audit import audit
 from qi.cli.bridge import bridge, gateway
 from qi.cli.demo import demo
@@ -48,6 +49,8 @@ cli.add_command(replay)
 for command in (bridge, gateway):
     cli.add_command(command)
 cli.add_command(sql)
+for command in (api, tokens):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -41,6 +41,7 @@ def fleet(counts: dict[str, int], *, bridge_config: str) -> list[WorkerSpec]:
         WorkerSpec.qi("project-clickhouse", "worker", "project", "--sink", "clickhouse"),
         WorkerSpec.qi("audit", "worker", "audit"),
         WorkerSpec.qi("bridge", "bridge", "mqtt", "--config", bridge_config),
+        WorkerSpec.qi("api", "api"),  # the HTTP API (qi/api); QI_API_WORKERS for more processes
     ]
     out = []
     for w in every:

@@ -1,0 +1,93 @@
+"""Sensors: the latest reading and score (Redis), a time range of readings and scores (ClickHouse),
+downsampled server-side into at most ``max_points`` time buckets (role reader)."""
+
+from __future__ import annotations
+
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from qi.api.auth import Role, require
+from qi.api.deps import settings, sources
+from qi.api.errors import COMMON, BadRequest
+from qi.api.models import Point, Reading, ReadingSeries, Score, SensorLatest
+from qi.api.routers.params import SensorId, TwinId
+from qi.api.sources.container import ApiSources
+from qi.config import ApiSettings
+
+router = APIRouter(prefix="/sensors", tags=["sensors"], responses=COMMON, dependencies=[Depends(require(Role.reader))])
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
+
+#: one query: readings bucketed by time, each joined to its score (by the reading's event id)
+SERIES_SQL = """
+SELECT b, min(t) AS t, avg(value) AS value, min(value) AS vmin, max(value) AS vmax, count() AS n,
+       countIf(sid != toUUID('{zero}')) AS scored, maxIf(score, sid != toUUID('{zero}')) AS score,
+       max(anomaly) AS anomaly
+FROM (
+    SELECT intDiv(toUnixTimestamp64Micro(r.occurred_at) - {{from_us:Int64}}, {{bucket_us:Int64}}) AS b,
+           r.occurred_at AS t, r.value AS value, s.reading_event_id AS sid, s.score AS score,
+           toUInt8(s.is_anomaly) AS anomaly
+    FROM (SELECT event_id, occurred_at, value FROM readings FINAL
+          WHERE twin_id = {{twin:String}} AND sensor_id = {{sensor:String}}
+            AND occurred_at >= fromUnixTimestamp64Micro({{from_us:Int64}}, 'UTC')
+            AND occurred_at < fromUnixTimestamp64Micro({{to_us:Int64}}, 'UTC')) AS r
+    LEFT JOIN (SELECT reading_event_id, score, is_anomaly FROM scores FINAL
+               WHERE twin_id = {{twin:String}} AND sensor_id = {{sensor:String}}
+                 AND occurred_at >= fromUnixTimestamp64Micro({{from_us:Int64}}, 'UTC')
+                 AND occurred_at < fromUnixTimestamp64Micro({{to_us:Int64}}, 'UTC')) AS s
+    ON s.reading_event_id = r.event_id
+)
+GROUP BY b ORDER BY b
+""".format(zero=_ZERO_UUID)
+
+
+def _us(t: datetime) -> int:
+    return (t - _EPOCH) // timedelta(microseconds=1)
+
+
+def _ts(us: int | None) -> datetime | None:
+    return None if us is None else datetime.fromtimestamp(us / 1e6, UTC)
+
+
+@router.get("/{twin_id}/{sensor_id}/latest", response_model=SensorLatest, summary="latest reading and score (Redis)")
+async def latest(twin_id: TwinId, sensor_id: SensorId, src: ApiSources = Depends(sources)) -> SensorLatest:
+    reading, score = await src.lookups.sensor(twin_id, sensor_id)
+    return SensorLatest(
+        twin_id=twin_id, sensor_id=sensor_id,
+        reading=Reading(**{**reading, "occurred_at": _ts(reading.get("occurred_at"))}) if reading else None,
+        score=Score(**{**score, "occurred_at": _ts(score.get("occurred_at"))}) if score else None)
+
+
+@router.get("/{twin_id}/{sensor_id}/readings", response_model=ReadingSeries,
+            summary="readings and scores in [from, to), at most max_points buckets (ClickHouse)")
+async def readings(
+    twin_id: TwinId, sensor_id: SensorId,
+    from_: Annotated[datetime | None, Query(alias="from", description="ISO 8601 with zone; default: to - 24 h")] = None,
+    to: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: now")] = None,
+    max_points: Annotated[int, Query(ge=10, le=5000)] = 1000,
+    src: ApiSources = Depends(sources), cfg: ApiSettings = Depends(settings),
+) -> ReadingSeries:
+    for name, t in (("from", from_), ("to", to)):
+        if t is not None and t.tzinfo is None:
+            raise BadRequest(f"{name} needs a time zone (e.g. 2026-11-01T00:00:00Z)", field=name)
+        if t is not None and not (datetime(1971, 1, 1, tzinfo=UTC) <= t <= datetime(2200, 1, 1, tzinfo=UTC)):
+            raise BadRequest(f"{name} is outside 1971-2200", field=name)
+    to = to or datetime.now(UTC)
+    from_ = from_ or to - timedelta(hours=24)
+    if from_ >= to:
+        raise BadRequest("from must be before to", field="from")
+    if to - from_ > timedelta(days=cfg.max_range_days):
+        raise BadRequest(f"the range is longer than {cfg.max_range_days:g} days (QI_API_MAX_RANGE_DAYS)", field="from")
+    points_max = min(max_points, cfg.max_points)
+    f_us, t_us = _us(from_), _us(to)
+    bucket_us = max(1, math.ceil((t_us - f_us) / points_max))
+    rows = await src.warehouse.query(SERIES_SQL, {"twin": twin_id, "sensor": sensor_id, "from_us": f_us,
+                                                  "to_us": t_us, "bucket_us": bucket_us})
+    points = [Point(t=r["t"], value=r["value"], min=r["vmin"], max=r["vmax"], n=r["n"],
+                    score=r["score"] if r["scored"] else None, anomaly=bool(r["anomaly"])) for r in rows]
+    return ReadingSeries(twin_id=twin_id, sensor_id=sensor_id, from_=from_, to=to, bucket_s=bucket_us / 1e6,
+                         downsampled=any(p.n > 1 for p in points), points=points)

@@ -1,0 +1,89 @@
+"""ClickHouse reads (readings, scores, alerts, twin history), read-only and parameterised.
+
+On the embedded default (``chdb://``) the engine belongs to the warehouse worker, so queries go
+to its loopback SQL endpoint, like ``qi sql`` (decision 0061); with a server DSN the API has its
+own client. An embedded warehouse whose owner is not running is Unavailable: the API never opens
+the chDB directory itself (that would lock the projector out).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from projections.clickhouse.errors import WarehouseError
+from projections.clickhouse.query import find_endpoint
+from projections.clickhouse.warehouse import _client, _driver_error, is_embedded
+from qi.api.errors import Unavailable
+
+
+class WarehouseReader:
+    def __init__(self, dsn: str, database: str, *, run_dir: Path, timeout_s: float = 30.0) -> None:
+        self._dsn, self.database, self._run_dir = dsn, database, run_dir
+        self._timeout = timeout_s
+        self._http: httpx.AsyncClient | None = None
+        self._client = None
+        self._lock = asyncio.Lock()
+        self._url: tuple[float, str | None] = (0.0, None)
+
+    async def start(self) -> None:
+        self._http = httpx.AsyncClient(timeout=self._timeout, limits=httpx.Limits(max_connections=8))
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.aclose()
+        if self._client is not None:
+            self._client.close()
+
+    def _endpoint(self) -> str | None:
+        at, url = self._url
+        if time.monotonic() - at > 1.0:
+            url = find_endpoint(self._run_dir, self._dsn)
+            self._url = (time.monotonic(), url)
+        return url
+
+    async def query(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        """Rows as dicts (times ISO 8601 via the endpoint, datetimes on a server)."""
+        if is_embedded(self._dsn):
+            url = self._endpoint()
+            if url is None:
+                raise Unavailable("the warehouse (chDB) is owned by `qi worker warehouse`, which is not running")
+            assert self._http is not None
+            try:
+                resp = await self._http.post(f"{url}/sql", json={"sql": sql, "database": self.database,
+                                                                 "parameters": parameters})
+            except httpx.HTTPError as e:
+                self._url = (0.0, None)
+                raise Unavailable(f"the warehouse's SQL endpoint did not answer: {type(e).__name__}") from e
+            body = resp.json()
+            if resp.status_code != 200:
+                raise Unavailable(f"the warehouse could not answer: {str(body.get('error', ''))[:300]}")
+            return [dict(zip(body["columns"], r)) for r in body["rows"]]
+        return await asyncio.to_thread(self._direct, sql, parameters)
+
+    def _direct(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
+        try:
+            if self._client is None:
+                self._client = _client(self._dsn, settings={"readonly": 1})
+                self._client.database = self.database
+            try:
+                r = self._client.query(sql, parameters=parameters)
+            except Exception as e:  # noqa: BLE001 - the driver's errors, mapped at the boundary
+                raise _driver_error(e, "query") from e
+        except WarehouseError as e:
+            self._client = None
+            raise Unavailable(f"the warehouse failed: {type(e).__name__}") from e
+        return [dict(zip(r.column_names, row)) for row in r.result_rows]
+
+    async def ping(self) -> bool:
+        if is_embedded(self._dsn):
+            return self._endpoint() is not None
+        try:
+            await self.query("SELECT 1 AS ok", {})
+            return True
+        except Unavailable:
+            return False
