@@ -63,8 +63,8 @@ class TwinDetail(BaseModel):
 class HistoryEvent(BaseModel):
     event_id: str
     event_type: str
-    occurred_at: datetime | str
-    recorded_at: datetime | str | None = None
+    occurred_at: datetime
+    recorded_at: datetime | None = None
     payload: dict[str, Any] = Field(default_factory=dict)
 
 
@@ -214,7 +214,7 @@ class SensorLatest(BaseModel):
 
 
 class Point(BaseModel):
-    t: datetime | str = Field(description="the first reading's time in the bucket")
+    t: datetime = Field(description="the first reading's time in the bucket")
     value: float = Field(description="mean of the bucket's values (the value itself when n == 1)")
     min: float
     max: float
@@ -238,7 +238,7 @@ class ReadingSeries(BaseModel):
 class Alert(BaseModel):
     twin_id: str
     sensor_id: str
-    occurred_at: datetime | str
+    occurred_at: datetime
     state: str = Field(description="RAISED | CLEARED")
     score: float
     threshold: float
@@ -247,7 +247,7 @@ class Alert(BaseModel):
 
 class AlertPage(BaseModel):
     items: list[Alert]
-    next_before: datetime | str | None = Field(None, description="pass as `before` for older alerts")
+    next_before: datetime | None = Field(None, description="pass as `before` for older alerts")
 
 
 class RegistryAsOf(BaseModel):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 import os
 import re
+import signal
 import socket
+import sys
 
 import click
 import structlog
@@ -53,24 +55,41 @@ def api(platform: Platform, host: str | None, port: int | None, workers: int | N
     instance = platform.settings.runner.instance or "api"
     structlog.contextvars.bind_contextvars(worker="api", instance=instance)
     announce = _announce_path(platform, instance)
-    announce.parent.mkdir(parents=True, exist_ok=True)
-    tmp = announce.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
-    tmp.replace(announce)
-    log.info("api.listening", url=url, workers=workers)
-    try:
-        if workers == 1:
-            config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=10)
-            uvicorn.Server(config).run(sockets=[sock])
-        else:
-            uvicorn.run("qi.api.main:app_from_env", factory=True, fd=sock.fileno(), workers=workers,
-                        log_config=None, access_log=False, timeout_graceful_shutdown=10)
-    finally:
+
+    def announce_url() -> None:
+        announce.parent.mkdir(parents=True, exist_ok=True)
+        tmp = announce.with_suffix(".tmp")
+        tmp.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        tmp.replace(announce)
+        log.info("api.listening", url=url, workers=workers)
+
+    def unannounce() -> None:
         try:
             if json.loads(announce.read_text()).get("pid") == os.getpid():
                 announce.unlink(missing_ok=True)
         except (OSError, ValueError):
             pass
+
+    # uvicorn re-raises SIGTERM/SIGINT once it has shut down; let that end the process through
+    # `finally` (so the announce file goes) instead of the default handler's immediate exit
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: sys.exit(0))
+    try:
+        if workers == 1:
+            class Server(uvicorn.Server):
+                async def startup(self, sockets=None) -> None:
+                    await super().startup(sockets=sockets)
+                    if not self.should_exit:
+                        announce_url()  # only once the app has started: probes never wait on a backlog
+
+            config = uvicorn.Config(app, log_config=None, access_log=False, timeout_graceful_shutdown=10)
+            Server(config).run(sockets=[sock])
+        else:
+            announce_url()
+            uvicorn.run("qi.api.main:app_from_env", factory=True, fd=sock.fileno(), workers=workers,
+                        log_config=None, access_log=False, timeout_graceful_shutdown=10)
+    finally:
+        unannounce()
 
 
 def parse_ttl(text: str) -> int:

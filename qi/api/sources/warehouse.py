@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,15 @@ from projections.clickhouse.errors import WarehouseError
 from projections.clickhouse.query import find_endpoint
 from projections.clickhouse.warehouse import _client, _driver_error, is_embedded
 from qi.api.errors import Unavailable
+
+
+def _utc(v):
+    """ClickHouse times are UTC; the engine hands them over without a zone."""
+    if isinstance(v, str):
+        v = datetime.fromisoformat(v)
+    if isinstance(v, datetime) and v.tzinfo is None:
+        v = v.replace(tzinfo=UTC)
+    return v
 
 
 class WarehouseReader:
@@ -62,7 +72,12 @@ class WarehouseReader:
             body = resp.json()
             if resp.status_code != 200:
                 raise Unavailable(f"the warehouse could not answer: {str(body.get('error', ''))[:300]}")
-            return [dict(zip(body["columns"], r)) for r in body["rows"]]
+            times = [i for i, t in enumerate(body["types"]) if "DateTime" in t]
+            rows = body["rows"]
+            for r in rows:
+                for i in times:
+                    r[i] = _utc(r[i])
+            return [dict(zip(body["columns"], r)) for r in rows]
         return await asyncio.to_thread(self._direct, sql, parameters)
 
     def _direct(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
@@ -77,7 +92,8 @@ class WarehouseReader:
         except WarehouseError as e:
             self._client = None
             raise Unavailable(f"the warehouse failed: {type(e).__name__}") from e
-        return [dict(zip(r.column_names, row)) for row in r.result_rows]
+        return [{c: _utc(v) if isinstance(v, datetime) else v for c, v in zip(r.column_names, row)}
+                for row in r.result_rows]
 
     async def ping(self) -> bool:
         if is_embedded(self._dsn):
