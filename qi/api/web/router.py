@@ -169,9 +169,9 @@ def router() -> APIRouter:
     @r.get("/ui/api/sensors", response_model=SensorList, tags=["dashboard"], responses=COMMON, dependencies=reader,
            summary="every sensor with its latest reading and score (ClickHouse), for the dashboard")
     async def sensor_list(
+        src: Annotated[ApiSources, Depends(sources)],
         twin: Annotated[str | None, Query(pattern=ID_PATTERN, description="only this twin's sensors")] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 500,
-        src: ApiSources = Depends(sources),
     ) -> SensorList:
         rows = await src.warehouse.query(SENSORS_SQL, {"twin": twin or "", "n": limit})
         return SensorList(items=[SensorSummary(

@@ -132,7 +132,7 @@ export const signIn = {
             "). It is kept in this tab only and sent as a bearer token."),
           why, area,
           h("div", { class: "row" },
-            h("button", { class: "secondary", value: "cancel", type: "submit", style: "color: inherit" }, "Cancel"),
+            h("button", { class: "secondary plain", value: "cancel", type: "submit" }, "Cancel"),
             h("button", { value: "ok", type: "submit", id: "signin-ok" }, "Sign in"))));
       dlg.addEventListener("close", () => {
         if (dlg.returnValue === "ok" && area.value.trim()) {

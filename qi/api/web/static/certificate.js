@@ -16,7 +16,7 @@ async function load() {
     fill(page, h("h1", {}, certId),
       h("p", { class: "subtitle" }, "Sign in with a reader token for the certificate's details; its public verification follows."),
       h("button", { type: "button", onclick: () => signIn.ask() }, "Sign in"),
-      h("h2", { style: "margin-top:24px" }, "Verification"), verification);
+      h("h2", { class: "section" }, "Verification"), verification);
   } else {
     let c;
     try {
@@ -41,18 +41,18 @@ async function load() {
               c.superseded_by ? ["Superseded by", h("a", { href: `/ui/certificates/${enc(c.superseded_by)}` }, c.superseded_by)] : null])),
         h("div", { class: "panel" }, h("h2", {}, "Latest validation"),
           v ? [kv([["Verdict", badge(v.verdict)], ["Validated", fmtTime(v.validated_at)], ["Validator", v.validator_version]]),
-               h("div", { style: "margin-top:10px" }, checksList(v.checks))]
+               h("div", { class: "mt" }, checksList(v.checks))]
             : h("p", { class: "empty" }, "Not validated yet."))),
       h("div", { class: "panel" }, h("h2", {}, "History"),
         c.history.length ? h("table", {},
           h("thead", {}, h("tr", {}, h("th", {}, "When"), h("th", {}, "Event"), h("th", {}, "Event id"))),
           h("tbody", {}, c.history.map((e) => h("tr", {}, h("td", {}, fmtTime(e.occurred_at)), h("td", {}, e.event_type),
             h("td", { class: "mono" }, e.event_id))))) : h("p", { class: "empty" }, "No events.")),
-      h("h2", { style: "margin-top:24px" }, "Verification"), verification);
+      h("h2", { class: "section" }, "Verification"), verification);
   }
   try {
     const result = await api(`/verify/${enc(certId)}`, { auth: false });
-    await renderVerification(verification, result);
+    await renderVerification(verification, result, { compact: !!session.token });
   } catch (e) {
     showError(verification, e);
   }

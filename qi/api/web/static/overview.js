@@ -9,7 +9,7 @@ const sensorsBox = h("div", { class: "sensors", id: "sensors" });
 const twinsBox = h("div", { id: "twins" });
 const alertsBox = h("ul", { class: "alerts", id: "alerts" });
 fill(page,
-  h("div", { style: "display:flex; align-items:baseline; justify-content:space-between" },
+  h("div", { class: "titlebar" },
     h("h1", {}, "Plant overview"), feedState),
   h("p", { class: "subtitle" }, "Twins, their sensors and anomaly alerts, updated live from the event log."),
   h("div", { class: "stats" },

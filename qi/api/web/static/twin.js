@@ -68,7 +68,7 @@ async function sensorChart(box, s) {
     const anomalies = r.points.filter((p) => p.anomaly).length;
     card.dataset.points = String(r.points.length);
     card.dataset.anomalies = String(anomalies);
-    info.append(h("span", { class: "hint", style: "margin-left:12px" },
+    info.append(h("span", { class: "hint ml" },
       `${r.points.length} points${r.downsampled ? ` (${r.bucket_s.toFixed(0)} s buckets)` : ""} · ${anomalies} anomalous`));
     charts.set(s.sensor_id, { plot, data, card });
   } catch (e) {
@@ -118,7 +118,7 @@ async function load() {
   const chartsBox = h("div", { class: "charts", id: "charts" });
   const attrs = Object.entries(t.attributes || {});
   fill(page,
-    h("div", { style: "display:flex; align-items:baseline; justify-content:space-between" },
+    h("div", { class: "titlebar" },
       h("h1", {}, t.name || t.twin_id, " ", badge(t.status)), feed),
     h("p", { class: "subtitle mono" }, t.twin_id),
     h("div", { class: "grid halves" },

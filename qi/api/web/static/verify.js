@@ -13,7 +13,7 @@ fill(page,
   h("p", { class: "subtitle" }, "Enter a certificate id to see whether it is valid. The answer comes with a proof that "
     + "the certificate is recorded in the platform's tamper-evident audit log, and your browser checks that proof itself."),
   h("div", { class: "panel" }, form),
-  h("div", { style: "margin-top:16px" }, result));
+  h("div", { class: "mt" }, result));
 
 async function verify(id) {
   fill(result, h("p", { class: "empty" }, "Verifying…"));
