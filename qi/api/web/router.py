@@ -29,15 +29,15 @@ from qi.api.web.live import FeedFull, LiveFeed, Subscription
 log = structlog.get_logger("qi.api.web")
 
 SENSORS_SQL = """
-SELECT r.twin_id AS twin_id, r.sensor_id AS sensor_id, r.quantity AS quantity, r.unit AS unit,
-       r.last_at AS last_at, r.value AS value, r.n AS n, s.score AS score, s.is_anomaly AS is_anomaly,
-       s.scored AS scored
-FROM (SELECT twin_id, sensor_id, any(quantity) AS quantity, any(unit) AS unit, max(occurred_at) AS last_at,
-             argMax(value, occurred_at) AS value, count() AS n
+SELECT r.twin_id AS twin_id, r.sensor_id AS sensor_id, r.q AS quantity, r.u AS unit, r.last_t AS last_at,
+       r.last_v AS latest_value, r.cnt AS readings, s.last_s AS latest_score, s.last_a AS latest_anomaly,
+       s.has AS scored
+FROM (SELECT twin_id, sensor_id, any(quantity) AS q, any(unit) AS u, max(occurred_at) AS last_t,
+             argMax(value, occurred_at) AS last_v, count() AS cnt
       FROM readings WHERE ({twin:String} = '' OR twin_id = {twin:String})
       GROUP BY twin_id, sensor_id ORDER BY twin_id, sensor_id LIMIT {n:UInt32}) AS r
-LEFT JOIN (SELECT twin_id, sensor_id, argMax(score, occurred_at) AS score,
-                  argMax(is_anomaly, occurred_at) AS is_anomaly, toUInt8(1) AS scored
+LEFT JOIN (SELECT twin_id, sensor_id, argMax(score, occurred_at) AS last_s,
+                  argMax(is_anomaly, occurred_at) AS last_a, toUInt8(1) AS has
            FROM scores WHERE ({twin:String} = '' OR twin_id = {twin:String})
            GROUP BY twin_id, sensor_id) AS s
 ON r.twin_id = s.twin_id AND r.sensor_id = s.sensor_id
@@ -176,8 +176,8 @@ def router() -> APIRouter:
         rows = await src.warehouse.query(SENSORS_SQL, {"twin": twin or "", "n": limit})
         return SensorList(items=[SensorSummary(
             twin_id=row["twin_id"], sensor_id=row["sensor_id"], quantity=row["quantity"], unit=row["unit"],
-            last_at=_utc(row["last_at"]), value=row["value"], readings=row["n"],
-            score=row["score"] if row["scored"] else None,
-            is_anomaly=bool(row["is_anomaly"]) if row["scored"] else None) for row in rows])
+            last_at=_utc(row["last_at"]), value=row["latest_value"], readings=row["readings"],
+            score=row["latest_score"] if row["scored"] else None,
+            is_anomaly=bool(row["latest_anomaly"]) if row["scored"] else None) for row in rows])
 
     return r
