@@ -68,11 +68,16 @@ def console_errors(driver) -> list[str]:
 
 
 def screenshot(driver, path: Path, *, full_page: bool = True) -> None:
-    """A PNG of the page; ``full_page`` grows the window to the document's height first."""
+    """A PNG of the page; ``full_page``: the whole document, not just the viewport (DevTools)."""
+    import base64
+
     path.parent.mkdir(parents=True, exist_ok=True)
-    if full_page:
-        height = driver.execute_script("return Math.ceil(document.documentElement.scrollHeight)")
-        width = driver.execute_script("return window.innerWidth")
-        driver.set_window_size(width, min(max(height, 700), 4000))
-        time.sleep(0.3)
-    driver.save_screenshot(str(path))
+    if not full_page:
+        driver.save_screenshot(str(path))
+        return
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    width = driver.execute_script("return document.documentElement.clientWidth")
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": width, "height": min(size["height"], 4000), "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))

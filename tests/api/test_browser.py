@@ -166,9 +166,9 @@ def test_the_twin_page_charts_a_day_of_readings_with_the_anomaly_marked(web_worl
 def _verdict(driver) -> tuple[str, str]:
     wait_for(lambda: driver.execute_script("return document.getElementById('result')?.dataset.state") == "done",
              timeout_s=30, what="a verification result")
-    return driver.execute_script("""
+    return tuple(driver.execute_script("""
         const v = document.getElementById('verdict'), p = document.getElementById('proof-check');
-        return [v ? v.dataset.status : null, p ? p.dataset.ok : null];""")
+        return [v ? v.dataset.status : null, p ? p.dataset.ok : null];"""))
 
 
 def test_the_certificate_page_shows_status_checks_and_verification(web_world, browser):

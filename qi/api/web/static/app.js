@@ -65,7 +65,7 @@ export function showError(el, err) {
 const STATUS_CLASS = {
   valid: "ok", active: "ok", registered: "ok", live: "ok", raised: "bad", invalid: "bad",
   revoked: "warn", superseded: "warn", expired: "warn", decommissioned: "warn", cleared: "ok",
-  pending: "info", issued: "info",
+  pending: "info", issued: "info", anomaly: "bad", expiring: "warn",
 };
 
 export function badge(text) {
