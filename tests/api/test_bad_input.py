@@ -83,7 +83,5 @@ def test_bodies_too_large_wrong_type_or_not_json(api_world) -> None:
         _err(c.post("/events", content=b"\xff\xfe", headers={"content-type": "application/json"}), 400, "not JSON")
         _err(c.post("/events", json=[]), 400, "no events")
         _err(c.post("/events", json=[{"event_type": "x"}] * 1001), 400, "at most 1000")
-        _err(c.post("/events", content=b"[1]", headers={"content-type": "application/json",
-                                                         "content-length": "abc"}), 400)
     with api_world.client(Role.admin) as c:
         assert c.get("/health").status_code == 200  # still serving

@@ -140,9 +140,10 @@ def wait_until(what: str, predicate, timeout_s: float, procs: dict[str, Proc], e
         try:
             last = predicate()
         except (httpx.HTTPError, OSError, ValueError, KeyError) as e:
-            last = e
-        if last:
-            return last
+            last = e  # not there yet (a store still starting): keep waiting
+        else:
+            if last:
+                return last
         time.sleep(every_s)
     raise AssertionError(f"{what}: not after {timeout_s:.0f} s (last: {last!r})")
 

@@ -24,13 +24,13 @@ _ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 
 #: one query: readings bucketed by time, each joined to its score (by the reading's event id)
 SERIES_SQL = """
-SELECT b, min(t) AS t, avg(value) AS value, min(value) AS vmin, max(value) AS vmax, count() AS n,
-       countIf(sid != toUUID('{zero}')) AS scored, maxIf(score, sid != toUUID('{zero}')) AS score,
-       max(anomaly) AS anomaly
+SELECT b, min(rt) AS first_t, avg(rv) AS mean, min(rv) AS vmin, max(rv) AS vmax, count() AS n,
+       countIf(sid != toUUID('{zero}')) AS scored, maxIf(sc, sid != toUUID('{zero}')) AS top_score,
+       max(an) AS any_anomaly
 FROM (
     SELECT intDiv(toUnixTimestamp64Micro(r.occurred_at) - {{from_us:Int64}}, {{bucket_us:Int64}}) AS b,
-           r.occurred_at AS t, r.value AS value, s.reading_event_id AS sid, s.score AS score,
-           toUInt8(s.is_anomaly) AS anomaly
+           r.occurred_at AS rt, r.value AS rv, s.reading_event_id AS sid, s.score AS sc,
+           toUInt8(s.is_anomaly) AS an
     FROM (SELECT event_id, occurred_at, value FROM readings FINAL
           WHERE twin_id = {{twin:String}} AND sensor_id = {{sensor:String}}
             AND occurred_at >= fromUnixTimestamp64Micro({{from_us:Int64}}, 'UTC')
@@ -87,7 +87,7 @@ async def readings(
     bucket_us = max(1, math.ceil((t_us - f_us) / points_max))
     rows = await src.warehouse.query(SERIES_SQL, {"twin": twin_id, "sensor": sensor_id, "from_us": f_us,
                                                   "to_us": t_us, "bucket_us": bucket_us})
-    points = [Point(t=r["t"], value=r["value"], min=r["vmin"], max=r["vmax"], n=r["n"],
-                    score=r["score"] if r["scored"] else None, anomaly=bool(r["anomaly"])) for r in rows]
+    points = [Point(t=r["first_t"], value=r["mean"], min=r["vmin"], max=r["vmax"], n=r["n"],
+                    score=r["top_score"] if r["scored"] else None, anomaly=bool(r["any_anomaly"])) for r in rows]
     return ReadingSeries(twin_id=twin_id, sensor_id=sensor_id, from_=from_, to=to, bucket_s=bucket_us / 1e6,
                          downsampled=any(p.n > 1 for p in points), points=points)

@@ -1,0 +1,255 @@
+"""The HTTP API under load: certificate verification and a sensor's last 24 h, 50 concurrent clients.
+
+In a stack of its own (``.qi/bench-api``, memory log, deleted afterwards) the API tests' world
+(tests/api/world.py: the demo's labs, twins and certificates, 24 h of one sensor's readings at
+one a minute with scores) flows through the real workers (validate, project postgres / redis,
+warehouse, audit) and ``qi api`` serves it. Then, for ``--seconds`` each after a warm-up:
+
+* **verify**: ``GET /verify/DCC-DEMO-0001`` (public; the rate limit is raised for the bench);
+  **floor**: the Redis reads of the same data from Python (the GET of the live generation and the
+  HGETALL of the certificate's and its validation's hashes, pipelined), same concurrency.
+* **sensor_24h**: ``GET /sensors/gauge-0001/s1/readings`` for the last 24 h (1,440 readings and
+  their scores, at most 1,000 points); **floor**: the same SQL posted from Python to the
+  warehouse's SQL endpoint (the process owning chDB, decision 0061), same concurrency.
+
+The load comes from a separate process with a minimal HTTP/1.1 keep-alive client on asyncio
+(``--clients`` connections, each sending its next request when the previous answer is in).
+
+    python bench/api.py [--clients 50] [--seconds 10] [--api-workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import multiprocessing as mp
+import os
+import shutil
+import statistics
+import sys
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path[0] = str(Path(__file__).resolve().parents[1])
+
+from bench._report import report  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[1]
+RUN_DIR = ROOT / ".qi" / "bench-api"
+
+
+# --- the load generator (its own process) -----------------------------------------------------
+
+async def _client(host: str, port: int, requests: list[bytes], until: float, lat: list[float], errors: list[int],
+                  statuses: dict[int, int]) -> None:
+    reader, writer = await asyncio.open_connection(host, port)
+    i = 0
+    try:
+        while time.perf_counter() < until:
+            req = requests[i % len(requests)]
+            i += 1
+            t0 = time.perf_counter()
+            writer.write(req)
+            head = await reader.readuntil(b"\r\n\r\n")
+            status = int(head[9:12])
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line[:15].lower() == b"content-length:":
+                    length = int(line[15:])
+            await reader.readexactly(length)
+            lat.append(time.perf_counter() - t0)
+            statuses[status] = statuses.get(status, 0) + 1
+            if status != 200:
+                errors.append(status)
+    finally:
+        writer.close()
+
+
+def _load(host: str, port: int, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float,
+          seconds: float, out) -> None:
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+    extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
+    requests = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode() for p in paths]
+
+    async def go():
+        warm: list[float] = []
+        await asyncio.gather(*(_client(host, port, requests, time.perf_counter() + warmup_s, warm, [], {})
+                               for _ in range(clients)))
+        lat: list[float] = []
+        errors: list[int] = []
+        statuses: dict[int, int] = {}
+        t0 = time.perf_counter()
+        await asyncio.gather(*(_client(host, port, requests, t0 + seconds, lat, errors, statuses)
+                               for _ in range(clients)))
+        return lat, time.perf_counter() - t0, statuses
+
+    lat, elapsed, statuses = asyncio.run(go())
+    out.put({"lat": lat, "elapsed": elapsed, "statuses": statuses})
+
+
+def load(url: str, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float, seconds: float) -> dict:
+    host, port = url.split("//", 1)[1].rsplit(":", 1)
+    q: mp.Queue = mp.get_context("spawn").Queue()
+    p = mp.get_context("spawn").Process(target=_load, args=(host, int(port), paths, headers, clients, warmup_s,
+                                                            seconds, q))
+    p.start()
+    res = q.get(timeout=warmup_s + seconds + 120)
+    p.join(30)
+    return summary(res["lat"], res["elapsed"], res["statuses"])
+
+
+def summary(lat: list[float], elapsed: float, statuses: dict | None = None) -> dict:
+    lat = sorted(lat)
+    q = statistics.quantiles(lat, n=100, method="inclusive") if len(lat) > 1 else [lat[0] * 1000] * 99
+    return {"requests": len(lat), "requests_per_s": len(lat) / elapsed, "p50_ms": q[49] * 1000,
+            "p95_ms": q[94] * 1000, "p99_ms": q[98] * 1000, "statuses": {str(k): v for k, v in (statuses or {}).items()}}
+
+
+# --- floors (in this process, same concurrency) ---------------------------------------------------
+
+async def _closed_loop(fn, clients: int, warmup_s: float, seconds: float) -> dict:
+    async def worker(until: float, lat: list[float]) -> None:
+        while time.perf_counter() < until:
+            t0 = time.perf_counter()
+            await fn()
+            lat.append(time.perf_counter() - t0)
+
+    warm: list[float] = []
+    await asyncio.gather(*(worker(time.perf_counter() + warmup_s, warm) for _ in range(clients)))
+    lat: list[float] = []
+    t0 = time.perf_counter()
+    await asyncio.gather(*(worker(t0 + seconds, lat) for _ in range(clients)))
+    return summary(lat, time.perf_counter() - t0)
+
+
+async def redis_floor(redis_url: str, prefix: str, certificate_id: str, clients: int, warmup_s: float,
+                      seconds: float) -> dict:
+    import redis.asyncio as aioredis
+
+    ns = prefix.lower().replace(".", "_").replace("-", "_")
+    base = f"qi:{ns}lookups:"
+    r = aioredis.from_url(redis_url, decode_responses=True, max_connections=clients)
+
+    async def one():
+        gen = await r.get(base + "current")
+        async with r.pipeline(transaction=False) as p:
+            p.hgetall(f"{base}{gen}:certificates:{certificate_id}")
+            p.hgetall(f"{base}{gen}:certificate_validations:{certificate_id}")
+            got = await p.execute()
+        assert got[0], "the certificate is not in Redis"
+
+    try:
+        return await _closed_loop(one, clients, warmup_s, seconds)
+    finally:
+        await r.aclose()
+
+
+async def clickhouse_floor(endpoint: str, database: str, params: dict, clients: int, warmup_s: float,
+                           seconds: float) -> dict:
+    import httpx
+
+    from qi.api.routers.sensors import SERIES_SQL
+
+    async with httpx.AsyncClient(timeout=60, limits=httpx.Limits(max_connections=clients)) as c:
+        async def one():
+            r = await c.post(f"{endpoint}/sql", json={"sql": SERIES_SQL, "database": database, "parameters": params})
+            assert r.status_code == 200, r.text
+            r.json()
+
+        return await _closed_loop(one, clients, warmup_s, seconds)
+
+
+# --- the run ---------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--seconds", type=float, default=10.0)
+    ap.add_argument("--warmup", type=float, default=2.0)
+    ap.add_argument("--api-workers", type=int, default=2, help="uvicorn processes of `qi api`")
+    ap.add_argument("--keep", action="store_true", help="keep the stack's directory afterwards")
+    args = ap.parse_args()
+
+    from qi.api.auth import Role
+    from qi.api.routers.sensors import _us
+    from qi.config import (ClickHouseSettings, KafkaSettings, LogSettings, MqttSettings, PostgresSettings,
+                           RedisSettings, SchemaRegistrySettings, Settings, StackSettings)
+    from qi.platform import Platform
+    from qi.stack import LocalStack
+    from projections.clickhouse.query import find_endpoint
+    from tests.api.world import SENSOR, TWIN, VALID, start_world, stop_world
+
+    shutil.rmtree(RUN_DIR, ignore_errors=True)
+    stack = LocalStack(RUN_DIR / "stack", start_timeout_s=120, log_storage="memory")
+    stack.up()
+    world = None
+    try:
+        urls = stack.urls()
+        prefix = "bench."
+        settings = Settings(
+            kafka=KafkaSettings(bootstrap=urls["kafka"], topic_prefix=prefix, partitions=3),
+            schema_registry=SchemaRegistrySettings(url=None), postgres=PostgresSettings(dsn=urls["postgres"]),
+            clickhouse=ClickHouseSettings(dsn=urls["clickhouse"]), redis=RedisSettings(url=urls["redis"]),
+            mqtt=MqttSettings(url=urls["mqtt"]), stack=StackSettings(run_dir=stack.run_dir), log=LogSettings())
+        stack_env = {k: v for k, v in os.environ.items() if not k.startswith("QI_")}
+        stack_env.update({"QI_KAFKA_BOOTSTRAP": urls["kafka"], "QI_POSTGRES_DSN": urls["postgres"],
+                          "QI_REDIS_URL": urls["redis"], "QI_MQTT_URL": urls["mqtt"],
+                          "QI_CLICKHOUSE_DSN": urls["clickhouse"], "QI_STACK_RUN_DIR": str(stack.run_dir),
+                          "QI_LOG_FORMAT": "json", "PYTHONPATH": str(ROOT)})
+        work = RUN_DIR / "world"
+        work.mkdir(parents=True)
+        print("starting the world (workers, qi api) and waiting for every read model...", flush=True)
+        world = start_world(Platform(settings), stack_env, work, QI_API_WORKERS=str(args.api_workers),
+                            QI_API_VERIFY_RATE_PER_S="1000000", QI_API_VERIFY_BURST="1000000",
+                            QI_LOG_LEVEL="warning")
+        rows = []
+        # verify
+        print(f"verify: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        v = load(world.url, [f"/verify/{VALID}"], {}, args.clients, args.warmup, args.seconds)
+        vf = asyncio.run(redis_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
+        rows.append({"name": "verify", **v, "floor_per_s": vf["requests_per_s"], "floor_p50_ms": vf["p50_ms"],
+                     "floor_p99_ms": vf["p99_ms"]})
+        # sensor_24h
+        to = world.now + timedelta(minutes=1)
+        frm = to - timedelta(hours=24)
+        path = (f"/sensors/{TWIN}/{SENSOR}/readings?from={frm.strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                f"&to={to.strftime('%Y-%m-%dT%H:%M:%SZ')}&max_points=1000")
+        print(f"sensor_24h: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        token = world.token(Role.reader, "bench")
+        s = load(world.url, [path], {"Authorization": f"Bearer {token}"}, args.clients, args.warmup, args.seconds)
+        endpoint = find_endpoint(work, f"chdb://{work / 'chdb'}")
+        f_us, t_us = _us(frm.replace(tzinfo=UTC)), _us(to.replace(tzinfo=UTC))
+        params = {"twin": TWIN, "sensor": SENSOR, "from_us": f_us, "to_us": t_us,
+                  "bucket_us": max(1, -(-(t_us - f_us) // 1000))}
+        sf = asyncio.run(clickhouse_floor(endpoint, "qi", params, args.clients, args.warmup, args.seconds))
+        rows.append({"name": "sensor_24h", **s, "floor_per_s": sf["requests_per_s"], "floor_p50_ms": sf["p50_ms"],
+                     "floor_p99_ms": sf["p99_ms"]})
+        table = [{k: r[k] for k in ("name", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "floor_per_s",
+                                    "floor_p50_ms", "floor_p99_ms")} for r in rows]
+        path_out = report("api", table, params={**vars(args), "machine_note": "shared 2-core machine, loaded"})
+        doc = json.loads(path_out.read_text())
+        for r in rows:
+            doc[r["name"]] = {k: r[k] for k in ("requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms",
+                                                "floor_per_s", "floor_p50_ms", "floor_p99_ms", "statuses")}
+        doc["goals"] = {"verify": {"requests_per_s": 2000, "p99_ms": 50}, "sensor_24h": {"p95_ms": 200}}
+        path_out.write_text(json.dumps(doc, indent=2))
+        for r in rows:
+            bad = {k: n for k, n in r["statuses"].items() if k != "200"}
+            if bad:
+                print(f"{r['name']}: non-200 answers {bad}")
+    finally:
+        if world is not None:
+            stop_world(world)
+        stack.down(purge=True)
+        if not args.keep:
+            shutil.rmtree(RUN_DIR, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
