@@ -21,6 +21,7 @@ import asyncio
 import itertools
 import os
 import random
+import signal
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -115,6 +116,7 @@ def test_the_overview_shows_a_reading_published_now_within_two_seconds(web_world
         wait_for(lambda v=value: _card_value(browser, LIVE_TWIN, "live") == str(v), timeout_s=10, every_s=0.02,
                  what=f"reading {value} on the overview")
         latencies.append(time.monotonic() - acked)
+    print(f"publish-to-screen latencies: {', '.join(f'{x * 1000:.0f} ms' for x in latencies)}")
     assert max(latencies) < 2.0, f"publish-to-screen latencies {latencies}"
     assert browser.execute_script("return document.getElementById('stat-live').textContent") == "3"
     assert console_errors(browser) == []
@@ -228,3 +230,18 @@ def test_public_verification_checks_the_proof_in_the_browser(web_world, browser)
     browser.find_element("id", "verify-button").click()
     assert _verdict(browser) == ("valid", "false")
     assert "differs from the checkpoint" in browser.find_element("id", "proof-check").text
+
+
+def test_the_api_stops_cleanly_with_live_streams_open(web_world, browser):
+    """Last in this module: SIGTERM to `qi api` while a browser holds a live stream."""
+    _sign_in(browser, web_world)
+    _overview_live(browser, web_world)
+    api = web_world.procs.pop("api")
+    started = time.monotonic()
+    api.proc.send_signal(signal.SIGTERM)
+    rc = api.proc.wait(30)
+    took = time.monotonic() - started
+    assert rc == 0 and took < 15, (rc, took)   # streams are bounded: uvicorn's 10 s grace at most
+    assert "live_feed_closed" in api.log.read_text()
+    wait_for(lambda: browser.execute_script("return document.getElementById('feed-state').dataset.state") == "connecting",
+             timeout_s=10, what="the page noticing the stream ended")

@@ -199,6 +199,7 @@ class LiveFeed:
                 pass
             self._task = None
         self.state = "closed"
+        log.info("live_feed_closed", delivered=self.delivered, undecodable=self.undecodable)
 
     def publish(self, family: str, records: list[dict[str, Any]]) -> int:
         """Coalesce one fetch's records of a family and hand them to every subscriber."""
