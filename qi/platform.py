@@ -384,4 +384,13 @@ class Platform:
         """The HTTP API app (qi/api/app.py) wired to this platform's stores."""
         from qi.api.app import create_app
 
-        return create_app(self.settings.api, self.api_sources(), self.api_tokens(create=True))
+        app = create_app(self.settings.api, self.api_sources(), self.api_tokens(create=True))
+        app.state.live_feed = self.live_feed()
+        return app
+
+    def live_feed(self):  # -> qi.api.web.live.LiveFeed
+        """The dashboard's live feed: one tail of readings, scores and alerts per API process."""
+        from qi.api.web.live import LiveFeed
+
+        return LiveFeed(bootstrap=lambda: self.endpoints().kafka, serde=self.serde, topics=self.topics,
+                        client_id=f"{self.settings.kafka.client_id}-api-live")

@@ -18,6 +18,7 @@ from qi.api.ratelimit import TokenBucket
 from qi.api.routers import alerts, audit, certificates, events, health, registry, sensors, twins, verify
 from qi.api.routers.verify import _Slow
 from qi.api.sources.container import ApiSources
+from qi.api.web import router as web_router
 from qi.config import ApiSettings
 
 DESCRIPTION = """The read models of QI Stream over HTTP, certificate verification, and ingestion.
@@ -56,6 +57,7 @@ def create_app(settings: ApiSettings, sources: ApiSources, tokens: Tokens) -> Fa
     app.state.verify_cache = _Slow(settings.verify_cache_s)
     errors.install(app)
     include_routers(app)
+    app.include_router(web_router())  # the dashboard (qi/api/web): pages, assets, live SSE
     app.add_middleware(BodyLimit, max_bytes=settings.max_body_bytes)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     return app
