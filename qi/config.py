@@ -138,6 +138,7 @@ class AuditSettings(BaseSettings):
     key_dir: Path | None = Field(None, description="where the log's key pair lives; unset: <run_dir>/keys")
     key_name: str = Field("audit-log", description="file name stem of the key pair (`qi keys generate --log`)")
     pg_schema: str = Field("audit", description="Postgres schema of the log's tables")
+    max_batch: int = Field(20_000, ge=1, description="most records per batch: one Postgres transaction each")
 
 
 class BridgeSettings(BaseSettings):

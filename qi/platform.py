@@ -214,7 +214,8 @@ class Platform:
         )
         publisher = Publisher(bootstrap=self.endpoints().kafka, serde=serde, topics=self.topics,
                               client_id=f"{self.settings.kafka.client_id}-audit-heads")
-        return AuditProcessor(writer, publisher, families=a.families, head_every_s=a.head_every_s)
+        return AuditProcessor(writer, publisher, families=a.families, head_every_s=a.head_every_s,
+                              max_batch=a.max_batch)
 
     def health_server(self, health: HealthFn, registries: list, *, instance: str) -> HealthServer:
         """/health, /ready, /live and /metrics for one worker process, announced in the run dir."""

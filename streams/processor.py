@@ -45,6 +45,8 @@ class Processor:
     #: "logical": uuid/datetime objects; "plain": uuids as str, timestamps as int micros (faster);
     #: "envelope": only event type and ``{"event_id"}``, body not decoded (``Serde.decode_envelope``).
     decode: ClassVar[DecodeMode] = "logical"
+    #: Most records per batch for this processor; None: ``RunnerSettings.max_batch``.
+    max_batch: int | None = None
 
     async def start(self) -> None:
         """Open connections. Called once before the consumer joins the group."""

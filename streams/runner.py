@@ -91,6 +91,7 @@ class BatchRunner:
         self._input_topics = [topics.topic(f) for f in processor.families]
         self._plain = processor.decode == "plain"
         self._envelope = processor.decode == "envelope"
+        self._max_batch = processor.max_batch or settings.max_batch  # a processor may ask for its own
         self._lock = asyncio.Lock()
         self._consumer: AIOKafkaConsumer | None = None
         self._stop: asyncio.Event | None = None
@@ -133,7 +134,7 @@ class BatchRunner:
             while not stop.is_set():
                 epoch = self._epoch
                 try:
-                    fetched = await self._consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=s.max_batch)
+                    fetched = await self._consumer.getmany(timeout_ms=s.poll_timeout_ms, max_records=self._max_batch)
                 except KafkaError as e:
                     self._log.warning("runner.fetch_failed", error=str(e))
                     await asyncio.sleep(s.retry_initial_s)

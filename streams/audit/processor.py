@@ -31,8 +31,9 @@ class AuditProcessor(Processor):
     decode = "envelope"  # a leaf is the record's bytes; only the event id and type are read (decision 0046)
 
     def __init__(self, writer: AuditWriter, publisher: Publisher, *, families: list[str],
-                 head_every_s: float) -> None:
+                 head_every_s: float, max_batch: int | None = None) -> None:
         self.writer = writer
+        self.max_batch = max_batch  # type: ignore[misc]  # QI_AUDIT_MAX_BATCH: per-batch costs amortise
         self.families = tuple(families)  # type: ignore[misc]  # per deployment (QI_AUDIT_FAMILIES)
         self._publisher = publisher
         self._head_every_s = head_every_s

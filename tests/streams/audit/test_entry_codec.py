@@ -41,3 +41,71 @@ def test_the_fast_event_id_is_uuid5():
 
     for n in (0, 1, 255, 10**9):
         assert audit_event_id_str("leaf", "qi.local/audit", n) == str(audit_event_id("leaf", "qi.local/audit", n))
+
+
+def test_leaf_event_ids_are_the_uuid5_ids():
+    from streams.audit.writer import LeafEventIds, audit_event_id
+
+    ids = LeafEventIds("qi.local/audit")
+    for n in (0, 1, 7, 255, 65_536, 10**12):
+        assert ids(n) == str(audit_event_id("leaf", "qi.local/audit", n))
+
+
+def test_the_partition_leaf_hasher_is_the_leaf_definition():
+    from streams.audit.hashing import partition_leaf_hasher, record_leaf_hash
+
+    for topic, part in (("qi.readings.v1", 0), ("qi.twins.v1", 70_000)):
+        leaf = partition_leaf_hasher(topic, part)
+        for off, key, value in ((0, None, b""), (5, b"", b"v"), (2**40, b"tw-1", bytes(range(256)) * 3)):
+            assert leaf(off, key, value) == record_leaf_hash(topic, part, off, key, value)
+
+
+def test_verify_reads_entries_exactly_as_the_serde_and_refuses_broken_ones(catalog):
+    from streams.audit.logcheck import _ENTRY_V1, parse_entry
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames("x."))
+    asyncio.run(serde.prepare())
+    at = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    for source, log_id in (("qi-audit", "qi.local/audit"), ("s" * 100, "l" * 200)):
+        enc = EntryEncoder(framing.header(serde.schema_id("AuditEntryAppended")), source, log_id)
+        for i, (cause, etype) in enumerate([(None, None), (str(uuid.uuid4()), "X"), (None, "T" * 300)]):
+            v = enc.encode(str(uuid.uuid4()), at, cause, i * 10**9, bytes(range(32)), "qi.readings.v1" * (1 + 9 * i),
+                           70_000 * i, 2**45 * i, cause, etype)
+            r = serde.decode(v, plain=True).record
+            assert list(r) == _ENTRY_V1
+            assert parse_entry(v) == (r["log_id"].encode(), r["leaf_index"], r["leaf_hash"],
+                                      r["source_topic"].encode(), r["source_partition"], r["source_offset"])
+            for cut in range(6, len(v)):
+                with pytest.raises((ValueError, IndexError)):
+                    parse_entry(v[:cut])
+            with pytest.raises(ValueError):
+                parse_entry(v + b"\x00")
+
+
+def test_the_envelope_is_the_event_type_and_id_only(catalog):
+    from events.errors import NotFramedError, UnknownSchemaError
+    from tests.streams.helpers import readings
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames("x."))
+    asyncio.run(serde.prepare())
+    ev = readings(1)[0]
+    v = serde.encode_event(ev)
+    d = serde.decode_envelope(v)
+    assert (d.event_type, d.record) == ("SensorReading", {"event_id": str(ev.event_id)})
+    assert serde.decode_envelope(v[:5] + b"\x02x" + v[7:]).record == {}  # first field not a UUID: no id
+    assert serde.decode_envelope(v[:-3]).record == {"event_id": str(ev.event_id)}  # the body is not checked
+    with pytest.raises(NotFramedError):
+        serde.decode_envelope(b"\x01" + v[1:])
+    with pytest.raises(UnknownSchemaError):
+        serde.decode_envelope(framing.header(9999) + v[5:])
+
+
+def test_copy_text_escapes_and_nulls():
+    from streams.audit.store import entries_copy_text
+
+    text = entries_copy_text("a\tb\\c", [(3, "qi.t", 1, 9, None, None, b"\x01" * 32),
+                                         (4, "qi.t", 1, 10, str(uuid.UUID(int=1)), "T", b"\x02" * 32)],
+                             datetime(2026, 1, 1, tzinfo=UTC))
+    lines = text.splitlines()
+    assert lines[0] == "a\\tb\\\\c\t3\tqi.t\t1\t9\t\\N\t\\N\t\\\\x" + "01" * 32 + "\t2026-01-01T00:00:00+00:00"
+    assert lines[1].split("\t")[5:7] == [str(uuid.UUID(int=1)), "T"]
