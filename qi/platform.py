@@ -308,14 +308,14 @@ class Platform:
     # -- the HTTP API (qi/api) -------------------------------------------------------------------
 
     def api_tokens(self, *, create: bool = False):  # -> qi.api.auth.Tokens
-        """The API's token signer/verifier: QI_API_TOKEN_SECRET, else its file (made once if ``create``)."""
+        """The API's token signer/verifier: QI_API_TOKEN_KEY, else its file (made once if ``create``)."""
         from qi.api.auth import Tokens, load_or_create_key
 
         a = self.settings.api
-        if a.token_secret is not None:
-            key = a.token_secret.get_secret_value().encode()
+        if a.token_key is not None:
+            key = a.token_key.get_secret_value().encode()
         else:
-            key = load_or_create_key(a.token_secret_file or self.log_key_dir() / "api-token.secret", create=create)
+            key = load_or_create_key(a.token_key_file or self.log_key_dir() / "api-token.secret", create=create)
         return Tokens(key, issuer=a.token_issuer)
 
     def api_sources(self):  # -> qi.api.sources.container.ApiSources

@@ -61,7 +61,7 @@ def load_or_create_key(path: Path, *, create: bool) -> bytes:
         key = path.read_bytes().strip()
     except FileNotFoundError:
         raise TokenKeyError(f"no API token key in {path}: run `qi tokens issue` once, or set "
-                            "QI_API_TOKEN_SECRET / QI_API_TOKEN_SECRET_FILE") from None
+                            "QI_API_TOKEN_KEY / QI_API_TOKEN_KEY_FILE") from None
     if len(key) < MIN_KEY_BYTES:
         raise TokenKeyError(f"the API token key in {path} is shorter than {MIN_KEY_BYTES} bytes")
     return key

@@ -45,10 +45,22 @@ def demo(ctx: click.Context, timeout_s: float) -> None:
         "  qi tail validations -n 5            verdicts with every check (also: scores, alerts, deadletter)\n"
         "  qi sql \"SELECT event_type, count() FROM events GROUP BY 1\"   the analysts' warehouse\n"
         "  qi audit prove <event id>           an inclusion proof; qi audit verify checks the whole log\n"
+        + _api_hint(platform) +
         f"  {platform.stack.run_dir / 'logs'}/   one log file per worker\n"
         "  qi down                             stop everything (data is kept; --purge deletes it)"
     )
     raise SystemExit(0 if ok else 1)
+
+
+def _api_hint(platform: Platform) -> str:
+    """The HTTP API's address (docs/api.md), if the api worker has announced one."""
+    from streams.health import announced_url
+
+    url = announced_url(platform.stack.run_dir, "api")
+    if url is None:
+        return ""
+    return (f"  curl {url}/verify/DCC-DEMO-0001    public certificate verification (HTTP API, docs/api.md)\n"
+            f"  curl -H \"Authorization: Bearer $(qi tokens issue --role reader --subject me)\" {url}/twins\n")
 
 
 async def _demo(platform: Platform, timeout_s: float) -> bool:

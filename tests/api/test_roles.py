@@ -67,7 +67,7 @@ def test_bad_tokens_are_401(api_world) -> None:
         Role.admin, "x", 3600)
     cases = {"wrong key": f"Bearer {wrong_key}", "expired": f"Bearer {expired}",
              "other issuer": f"Bearer {other_issuer}", "not a jwt": "Bearer abc.def.ghi", "basic": "Basic dXNlcjpwdw==",
-             "empty": "Bearer "}
+             "empty": "Bearer"}
     with httpx.Client(base_url=api_world.url) as c:
         for name, header in cases.items():
             r = c.get("/twins", headers={"Authorization": header})

@@ -29,7 +29,7 @@ from qi.platform import Platform
 from streams.ids import derived_id
 from tests.conftest import ROOT
 
-TOKEN_SECRET = "test-api-token-secret-0123456789-abcdefghijklmnop"
+TOKEN_KEY = "test-api-token-secret-0123456789-abcdefghijklmnop"
 TWIN, SENSOR = "gauge-0001", "s1"
 READINGS = 24 * 60  # one a minute for 24 h
 VALID, REVOKED, FORGED, UNACCREDITED = "DCC-DEMO-0001", "DCC-DEMO-0002", "DCC-DEMO-0004", "DCC-DEMO-0005"
@@ -71,7 +71,7 @@ class World:
     now: datetime
     procs: dict[str, Proc] = field(default_factory=dict)
     events: list = field(default_factory=list)
-    tokens: Tokens = field(default_factory=lambda: Tokens(TOKEN_SECRET.encode(), issuer="qi-stream"))
+    tokens: Tokens = field(default_factory=lambda: Tokens(TOKEN_KEY.encode(), issuer="qi-stream"))
 
     def token(self, role: Role | str, subject: str = "tester") -> str:
         return self.tokens.issue(Role(role), subject, 3600)
@@ -94,7 +94,7 @@ def env_for(stack_env: dict[str, str], prefix: str, run_dir: Path, **extra: str)
         "QI_RUNNER_SESSION_TIMEOUT_MS": "3000", "QI_RUNNER_HEARTBEAT_INTERVAL_MS": "300",
         "QI_VALIDATION_SESSION_TIMEOUT_S": "3", "QI_VALIDATION_HEARTBEAT_INTERVAL_S": "0.5",
         "QI_VALIDATION_RECHECK_INTERVAL_S": "0.5", "QI_VALIDATION_COMMIT_INTERVAL_S": "0.5",
-        "QI_API_TOKEN_SECRET": TOKEN_SECRET, "QI_LOG_LEVEL": "info", "QI_LOG_FORMAT": "json",
+        "QI_API_TOKEN_KEY": TOKEN_KEY, "QI_LOG_LEVEL": "info", "QI_LOG_FORMAT": "json",
         **extra,
     })
     return env
