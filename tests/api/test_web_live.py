@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -149,10 +150,10 @@ def test_the_feed_on_kafka_waits_for_its_topics_then_tails_the_log_end(platform)
         await asyncio.sleep(1.0)
         waited = feed.state
         await platform.ensure_topics()
-        for _ in range(100):
-            if feed.state == "live":
-                break
+        deadline = time.monotonic() + 60
+        while feed.state != "live" and time.monotonic() < deadline:
             await asyncio.sleep(0.1)
+        assert feed.state == "live", feed.state
         raw = AIOKafkaProducer(bootstrap_servers=platform.endpoints().kafka, acks="all")
         await raw.start()
         try:   # poison on the readings topic: not our framing
@@ -167,7 +168,8 @@ def test_the_feed_on_kafka_waits_for_its_topics_then_tails_the_log_end(platform)
                 AnomalyDetected(occurred_at=now, source="t", twin_id="t1", sensor_id="s1", state="RAISED", score=0.9,
                                 threshold=0.5, reading_event_id=uuid.uuid4(), model_name="m", model_version="1")])
         got: list[dict] = []
-        for _ in range(50):
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
             got += [json.loads(x) for x in await sub.next_batch(0.2) or []]
             if {g["kind"] for g in got} >= {"reading", "alert"}:
                 break
