@@ -27,7 +27,8 @@ import structlog
 from aiohttp import web
 
 from projections.clickhouse.errors import QueryError
-from projections.clickhouse.query import QueryResult, run_direct
+from projections.clickhouse.query import QueryResult
+from projections.clickhouse.warehouse import _client, _driver_error
 
 if TYPE_CHECKING:
     from projections.clickhouse.rebuild import RebuildControl
@@ -44,6 +45,7 @@ class QueryServer:
         self._host, self._port = host, port
         self._runner: web.AppRunner | None = None
         self._lock = asyncio.Lock()
+        self._reader = None
         self.url: str | None = None
 
     async def start(self) -> None:
@@ -70,11 +72,28 @@ class QueryServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         try:
             if json.loads(self._announce.read_text()).get("pid") == os.getpid():
                 self._announce.unlink(missing_ok=True)
         except (OSError, ValueError):
             pass
+
+    def _query(self, database: str, sql: str, parameters: dict[str, Any]) -> QueryResult:
+        """On one read-only client kept open (opening one costs ~150 ms on chDB), recreated after
+        a failure; callers hold the lock, so it serves one query at a time."""
+        if self._reader is None:
+            self._reader = _client(self._dsn, settings={"readonly": 1})
+        try:
+            self._reader.database = database
+            r = self._reader.query(sql, parameters=parameters or None)
+        except Exception as e:
+            reader, self._reader = self._reader, None
+            reader.close()
+            raise _driver_error(e, "query") from e
+        return QueryResult(list(r.column_names), [t.name for t in r.column_types], [list(x) for x in r.result_rows])
 
     async def _sql(self, request: web.Request) -> web.Response:
         try:
@@ -86,7 +105,7 @@ class QueryServer:
         database = str(body.get("database") or self._database)
         async with self._lock:  # one query at a time on the engine besides the writer
             try:
-                result: QueryResult = await asyncio.to_thread(run_direct, self._dsn, database, sql, parameters)
+                result: QueryResult = await asyncio.to_thread(self._query, database, sql, parameters)
             except QueryError as e:
                 return web.json_response({"error": str(e), "code": e.code}, status=400)
         return web.Response(text=result.to_json(), content_type="application/json")

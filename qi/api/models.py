@@ -171,6 +171,31 @@ class IssuerKeyAtIssue(BaseModel):
     valid_at_issue: bool | None = Field(None, description="registered, not expired and not revoked at issue time")
 
 
+class VerificationNow(BaseModel):
+    """The part of a verification read on every request (status and checks, from Redis)."""
+
+    certificate_id: str
+    status: CertStatus
+    checked_at: datetime
+    twin_id: str | None = None
+    issuer_id: str | None = None
+    issued_at: datetime | None = None
+    valid_from: datetime | None = None
+    valid_until: datetime | None = None
+    validation: Validation | None = None
+    signature_check: Check | None = None
+
+
+class VerificationCached(BaseModel):
+    """The part that changes rarely (cached per certificate, decision 0112)."""
+
+    signatures: list[SignatureInfo] = Field(default_factory=list)
+    issuer_key: IssuerKeyAtIssue | None = None
+    proof: InclusionProof | None = None
+    proof_unavailable: str | None = None
+    log_public_key: LogPublicKey | None = None
+
+
 class Verification(BaseModel):
     certificate_id: str
     status: CertStatus

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 
 import pytest
 
@@ -128,3 +129,57 @@ def test_what_is_shown_live():
                                                       "value": 1.5, "score": 0.7, "is_anomaly": True}
     feed = _feed()
     assert feed.publish("readings", [_reading("t", "s", float("nan"), 1)]) == 0 and feed.undecodable == 1
+
+
+@pytest.mark.stack
+def test_the_feed_on_kafka_waits_for_its_topics_then_tails_the_log_end(platform):
+    """Real broker: before its topics exist the feed waits; then only what is published after it
+    went live arrives, poison is counted and skipped, and close() ends the stream."""
+    import uuid
+    from datetime import UTC, datetime
+
+    from aiokafka import AIOKafkaProducer
+
+    from events.models import AnomalyDetected, SensorReading
+
+    async def go():
+        serde = await platform.serde()
+        feed = LiveFeed(bootstrap=lambda: platform.endpoints().kafka, serde=platform.serde, topics=platform.topics,
+                        config=LiveConfig(retry_s=0.2))
+        sub = feed.subscribe()
+        await asyncio.sleep(1.0)
+        waited = feed.state
+        await platform.ensure_topics()
+        deadline = time.monotonic() + 60
+        while feed.state != "live" and time.monotonic() < deadline:
+            await asyncio.sleep(0.1)
+        assert feed.state == "live", feed.state
+        raw = AIOKafkaProducer(bootstrap_servers=platform.endpoints().kafka, acks="all")
+        await raw.start()
+        try:   # poison on the readings topic: not our framing
+            await raw.send_and_wait(platform.topics.topic("readings"), b"not avro", key=b"t1/s1")
+        finally:
+            await raw.stop()
+        async with platform.publisher(serde) as pub:
+            now = datetime.now(UTC)
+            await pub.publish_many([
+                SensorReading(occurred_at=now, source="t", twin_id="t1", sensor_id="s1", quantity="q", value=2.0,
+                              unit="u"),
+                AnomalyDetected(occurred_at=now, source="t", twin_id="t1", sensor_id="s1", state="RAISED", score=0.9,
+                                threshold=0.5, reading_event_id=uuid.uuid4(), model_name="m", model_version="1")])
+        got: list[dict] = []
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            got += [json.loads(x) for x in await sub.next_batch(0.2) or []]
+            if {g["kind"] for g in got} >= {"reading", "alert"}:
+                break
+        undecodable = feed.undecodable
+        waiter = asyncio.create_task(sub.next_batch(30))
+        await feed.close()
+        return waited, got, undecodable, await asyncio.wait_for(waiter, 5)
+
+    waited, got, undecodable, after_close = asyncio.run(go())
+    assert waited == "connecting"
+    assert sorted((g["kind"], g.get("value"), g.get("state")) for g in got) == [
+        ("alert", None, "RAISED"), ("reading", 2.0, None)]
+    assert undecodable == 1 and after_close is None

@@ -76,7 +76,8 @@ async def readings(
             raise BadRequest(f"{name} needs a time zone (e.g. 2026-11-01T00:00:00Z)", field=name)
         if t is not None and not (datetime(1971, 1, 1, tzinfo=UTC) <= t <= datetime(2200, 1, 1, tzinfo=UTC)):
             raise BadRequest(f"{name} is outside 1971-2200", field=name)
-    to = to or datetime.now(UTC)
+    # default: up to the next whole second, so viewers of the same live chart share one query
+    to = to or datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
     from_ = from_ or to - timedelta(hours=24)
     if from_ >= to:
         raise BadRequest("from must be before to", field="from")
@@ -85,8 +86,8 @@ async def readings(
     points_max = min(max_points, cfg.max_points)
     f_us, t_us = _us(from_), _us(to)
     bucket_us = max(1, math.ceil((t_us - f_us) / points_max))
-    rows = await src.warehouse.query(SERIES_SQL, {"twin": twin_id, "sensor": sensor_id, "from_us": f_us,
-                                                  "to_us": t_us, "bucket_us": bucket_us})
+    rows = await src.warehouse.shared_query(SERIES_SQL, {"twin": twin_id, "sensor": sensor_id, "from_us": f_us,
+                                                         "to_us": t_us, "bucket_us": bucket_us}, ttl_s=cfg.cache_s)
     points = [Point(t=r["first_t"], value=r["mean"], min=r["vmin"], max=r["vmax"], n=r["n"],
                     score=r["top_score"] if r["scored"] else None, anomaly=bool(r["any_anomaly"])) for r in rows]
     return ReadingSeries(twin_id=twin_id, sensor_id=sensor_id, from_=from_, to=to, bucket_s=bucket_us / 1e6,

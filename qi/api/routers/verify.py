@@ -16,7 +16,8 @@ from fastapi import APIRouter, Depends, Request, Response
 
 from qi.api.deps import sources
 from qi.api.errors import COMMON, NotFound, TooManyRequests, Unavailable
-from qi.api.models import Check, InclusionProof, IssuerKeyAtIssue, LogPublicKey, SignatureInfo, Validation, Verification
+from qi.api.models import (Check, InclusionProof, IssuerKeyAtIssue, LogPublicKey, SignatureInfo, Validation, Verification,
+                           VerificationCached, VerificationNow)
 from qi.api.ratelimit import retry_after
 from qi.api.routers.params import CertificateId
 from qi.api.sources.container import ApiSources
@@ -47,13 +48,13 @@ class _Slow:
 
     def __init__(self, ttl_s: float, size: int = 10_000) -> None:
         self.ttl_s, self.size = ttl_s, size
-        self._d: dict[str, tuple[float, dict[str, Any]]] = {}
+        self._d: dict[str, tuple[float, Any]] = {}
 
-    def get(self, k: str) -> dict[str, Any] | None:
+    def get(self, k: str) -> Any:
         hit = self._d.get(k)
         return hit[1] if hit and time.monotonic() - hit[0] < self.ttl_s else None
 
-    def put(self, k: str, v: dict[str, Any]) -> None:
+    def put(self, k: str, v: Any) -> None:
         if len(self._d) >= self.size:
             self._d.clear()
         self._d[k] = (time.monotonic(), v)
@@ -97,8 +98,7 @@ async def _slow_parts(src: ApiSources, certificate_id: str, issued_at_us: int | 
 
 @router.get("/verify/{certificate_id}", response_model=Verification, dependencies=[Depends(rate_limited)],
             summary="PUBLIC: is this certificate valid? status, signatures, issuer key, audit inclusion proof")
-async def verify(certificate_id: CertificateId, request: Request, response: Response,
-                 src: ApiSources = Depends(sources)) -> Verification:
+async def verify(certificate_id: CertificateId, request: Request, src: ApiSources = Depends(sources)) -> Response:
     cert, val = await src.lookups.certificate(certificate_id)
     if cert is None:
         raise NotFound(f"no certificate {certificate_id!r}", field="certificate_id")
@@ -106,28 +106,31 @@ async def verify(certificate_id: CertificateId, request: Request, response: Resp
     now_us = (now - _EPOCH) // timedelta(microseconds=1)
     status = certificate_status(cert.get("lifecycle"), val and val.get("verdict"), cert.get("valid_until"), now_us)
     cache: _Slow = request.app.state.verify_cache
-    slow = cache.get(certificate_id)
-    if slow is None:
+    cached = cache.get(certificate_id)
+    if cached is None:
         slow = await _slow_parts(src, certificate_id, cert.get("issued_at"))
+        pub = src.audit.public_key
+        cached = VerificationCached(
+            signatures=[SignatureInfo(**s) for s in slow["signatures"]],
+            issuer_key=IssuerKeyAtIssue(**slow["issuer_key"]) if slow["issuer_key"] else None,
+            proof=InclusionProof(**slow["proof"]) if slow["proof"] else None,
+            proof_unavailable=slow["proof_unavailable"],
+            log_public_key=LogPublicKey(**pub) if pub else None,
+        ).model_dump_json().encode()
         if slow["proof"] is not None:
-            cache.put(certificate_id, slow)
-    validation = None
-    signature_check = None
+            cache.put(certificate_id, cached)
+    validation = signature_check = None
     if val is not None:
         checks = [Check(**c) for c in (val.get("checks") or [])]
         validation = Validation(verdict=val.get("verdict"), validated_at=_ts(val.get("validated_at")),
                                 certificate_version=val.get("certificate_version"),
                                 validator_version=val.get("validator_version"), checks=checks)
         signature_check = next((c for c in checks if c.check == "signature"), None)
-    pub = src.audit.public_key
-    response.headers["Cache-Control"] = "no-store"
-    return Verification(
+    current = VerificationNow(
         certificate_id=certificate_id, status=status, checked_at=now, twin_id=cert.get("twin_id"),
         issuer_id=cert.get("issuer_id"), issued_at=_ts(cert.get("issued_at")), valid_from=_ts(cert.get("valid_from")),
-        valid_until=_ts(cert.get("valid_until")), validation=validation,
-        signatures=[SignatureInfo(**s) for s in slow["signatures"]], signature_check=signature_check,
-        issuer_key=IssuerKeyAtIssue(**slow["issuer_key"]) if slow["issuer_key"] else None,
-        proof=InclusionProof(**slow["proof"]) if slow["proof"] else None,
-        proof_unavailable=slow["proof_unavailable"],
-        log_public_key=LogPublicKey(**pub) if pub else None,
-    )
+        valid_until=_ts(cert.get("valid_until")), validation=validation, signature_check=signature_check,
+    ).model_dump_json().encode()
+    # the two halves are JSON objects with disjoint keys: one object of both (the Verification schema)
+    return Response(current[:-1] + b"," + cached[1:], media_type="application/json",
+                    headers={"Cache-Control": "no-store"})

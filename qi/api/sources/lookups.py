@@ -3,6 +3,7 @@ a sensor's latest reading and score, a certificate's status. One pipeline per re
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import redis.asyncio as aioredis
@@ -13,12 +14,17 @@ from projections.redis_sink import decode, row_key
 from qi.api.errors import Unavailable
 
 
+#: the live generation changes only when a rebuild swaps it in; readers follow within this long
+GENERATION_TTL_S = 1.0
+
+
 class LookupReader:
     def __init__(self, url: str, projection: Projection, *, namespace: str = "", max_connections: int = 64) -> None:
         self.projection = projection
         self.base = f"qi:{namespace}{projection.name}:"
         self._url, self._max = url, max_connections
         self._r: aioredis.Redis | None = None
+        self._gen: tuple[float, str | None] = (0.0, None)
 
     async def start(self) -> None:
         self._r = aioredis.from_url(self._url, decode_responses=True, max_connections=self._max,
@@ -38,7 +44,10 @@ class LookupReader:
     async def _rows(self, wanted: list[tuple[str, tuple[str, ...]]]) -> list[dict[str, Any] | None]:
         assert self._r is not None, "LookupReader not started"
         try:
-            gen = await self._r.get(self.base + "current")
+            at, gen = self._gen
+            if gen is None or time.monotonic() - at > GENERATION_TTL_S:
+                gen = await self._r.get(self.base + "current")
+                self._gen = (time.monotonic(), gen)
             if gen is None:
                 return [None] * len(wanted)
             async with self._r.pipeline(transaction=False) as p:

@@ -261,6 +261,9 @@ class LiveFeed:
                 if not isinstance(e, _Retry):
                     log.warning("live_feed_kafka_error", error=str(e))
                 self.state = "connecting"
+            except Exception as e:  # noqa: BLE001 - the feed never dies: log, wait, start over
+                log.error("live_feed_failed", error=f"{type(e).__name__}: {e}")
+                self.state = "connecting"
             finally:
                 if consumer is not None:
                     await asyncio.shield(consumer.stop())

@@ -11,6 +11,7 @@ const HEADLINE = {
   issued: "Not yet validated",
   unknown: "Unknown",
   not_found: "Not found",
+  unverified: "Not verified",
 };
 
 const EXPLAIN = {
@@ -22,6 +23,7 @@ const EXPLAIN = {
   issued: "The certificate was received but the validator has not judged it yet.",
   unknown: "The platform cannot tell the state of this certificate.",
   not_found: "No certificate with this id is known to this platform.",
+  unverified: "The server says valid, but the audit proof it sent does not check out in your browser. Do not rely on it.",
 };
 
 function checkMark(outcome) {
@@ -135,5 +137,8 @@ export async function renderVerification(root, v, { compact = false } = {}) {
     compact ? null : h("div", { class: "panel" }, h("h2", {}, "Checks of the latest validation"),
       v.validation ? checksList(v.validation.checks) : h("p", { class: "empty" }, "Not validated yet.")),
     proofBox);
-  return proofPanel(proofBox, v);
+  const result = await proofPanel(proofBox, v);
+  // "valid" is shown only if this browser could confirm the certificate is in the signed log
+  if (result && !result.ok && v.status === "valid") root.querySelector("#verdict").replaceWith(verdictBanner("unverified"));
+  return result;
 }
