@@ -47,32 +47,6 @@ def fleet_env(tmp_path):
     qi(env, "down", "--purge", timeout=180)
 
 
-def _spare_waiting(run_dir: Path, name: str) -> int | None:
-    """The instance's spare pid once it logged that it waits at its gate."""
-    state = load_state(run_dir)
-    spare = state.instances[name].standby_pid if state else None
-    if spare is None:
-        return None
-    for line in (run_dir / "logs" / f"{name}.log").read_text(errors="replace").splitlines():
-        try:
-            entry = json.loads(line)
-        except ValueError:
-            continue
-        if entry.get("event") == "standby.waiting" and entry.get("pid") == spare:
-            return spare
-    return None
-
-
-def _wait_for(pred, timeout_s: float, what: str):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = pred()
-        if got:
-            return got
-        time.sleep(0.2)
-    raise AssertionError(f"not within {timeout_s:.0f} s: {what}")
-
-
 def _publish_and_read(env, run_dir: Path, sensor: str) -> None:
     """One reading on a sensor of its own, seen in the Redis read model (bounded wait)."""
     os.environ["QI_STACK_RUN_DIR"] = str(run_dir)
@@ -115,7 +89,7 @@ def test_a_killed_worker_is_ready_again_within_the_bound(fleet_env):
     probe.wait_ready(run_dir, list(WORKERS), timeout_s=300)
     _publish_and_read(env, run_dir, "before")
     for name in WORKERS:
-        spare = _wait_for(lambda n=name: _spare_waiting(run_dir, n), 300, f"{name}'s spare waiting")
+        spare = probe.wait_spares(run_dir, [name], timeout_s=300)[name]
         victim = load_state(run_dir).instances[name].pid
         os.kill(victim, signal.SIGKILL)
         took = probe.wait_restarted(run_dir, name, victim, timeout_s=120)
