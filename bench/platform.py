@@ -9,8 +9,9 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
    read model (``qi worker project --sink redis``) shows it as that sensor's latest reading. The
    **floor** is measured on the same probes in the same run: the time until a bare aiokafka
    consumer in this process sees the record (Kafka's own publish-to-consume latency here).
-2. **restart_to_ready_s** per worker: SIGKILL it, time until the supervisor has restarted it and
-   its ``/ready`` answers 200 (includes the supervisor's 1 s first backoff).
+2. **restart_to_ready_s** per worker: once its warm spare waits (docs/decisions/0074), SIGKILL it,
+   time until the supervisor has restarted it and its ``/ready`` answers 200;
+   ``restart_by_warm_spare`` says whether the spare took over (else it was a cold start).
 3. **log_restart_s**: ``bench/log_restart.py``'s measurement (stack down/up of a log holding
    ``--log-events`` events, until the last record of every partition is readable again), with its
    memory-only floor.
@@ -162,13 +163,20 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
             "floor_p50_ms": pct(seen_kafka, 0.5), "floor_p99_ms": pct(seen_kafka, 0.99)}
 
 
-def restart_to_ready(names: list[str]) -> dict[str, float]:
-    out = {}
+def restart_to_ready(names: list[str]) -> tuple[dict[str, float], dict[str, bool]]:
+    """Per worker: seconds from SIGKILL to ready again, and whether its warm spare took over
+    (each spare is waited for first, up to 180 s: the fleet as it runs, not just after `qi up`)."""
+    out, promoted = {}, {}
     for name in names:
+        try:
+            spare = probe.wait_spares(RUN_DIR, [name], timeout_s=180)[name]
+        except TimeoutError:
+            spare = None
         victim = load_state(RUN_DIR).instances[name].pid
         os.kill(victim, signal.SIGKILL)
         out[name] = round(probe.wait_restarted(RUN_DIR, name, victim, timeout_s=180), 2)
-    return out
+        promoted[name] = spare is not None and load_state(RUN_DIR).instances[name].pid == spare
+    return out, promoted
 
 
 def main() -> None:
@@ -191,7 +199,7 @@ def main() -> None:
         platform = Platform(Settings.from_env())
         lat = asyncio.run(latency(platform, args.rate, args.seconds))
         probe.wait_ready(RUN_DIR, names, timeout_s=180)
-        restarts = restart_to_ready(names)
+        restarts, promoted = restart_to_ready(names)
     finally:
         subprocess.run([sys.executable, "-m", "qi", "down", "--purge"], env=env, cwd=ROOT, capture_output=True,
                        timeout=300)
@@ -201,6 +209,7 @@ def main() -> None:
     row = {**{k: (round(v, 1) if isinstance(v, float) else v) for k, v in lat.items()},
            "read_model_vs_floor_p99": round(lat["publish_to_read_model_p99_ms"] / lat["floor_p99_ms"], 1),
            "restart_to_ready_s": restarts, "restart_to_ready_max_s": max(restarts.values()),
+           "restart_by_warm_spare": promoted,
            "log_restart_s": round(durable["log_restart_s"], 2), "log_restart_floor_s": round(floor["log_restart_s"], 2),
            "log_events": durable["events"]}
     report("platform", [row], params={**vars(args), "workers": names, "read_model": "redis sensor latest",

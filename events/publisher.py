@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -52,6 +52,14 @@ class OutgoingRecord:
     event_id: str | None = None
 
 
+@dataclass(slots=True)
+class _Lane:
+    """One partition's calls waiting for its batches in flight to be acknowledged."""
+
+    waiting: list[tuple[list[OutgoingRecord], asyncio.Future]] = field(default_factory=list)
+    busy: bool = False
+
+
 class Publisher:
     """Publishes events to their topics. ``start()`` before use, ``close()`` after."""
 
@@ -80,6 +88,7 @@ class Publisher:
         self._partitioner = DefaultPartitioner()
         self._partition_of: dict[tuple[str, bytes], int] = {}
         self._partition_counts: dict[str, int] = {}
+        self._lanes: dict[tuple[str, int], _Lane] = {}
         self._started = False
 
     async def start(self) -> None:
@@ -175,33 +184,89 @@ class Publisher:
         records: Sequence[OutgoingRecord],
         results: list[Delivery | None],
     ) -> None:
-        pending: list[tuple[asyncio.Future, list[int]]] = []
-        batch, members = self._producer.create_batch(), []
-        for i in indexes:
-            rec = records[i]
+        """Queue the records on the partition's lane and wait for their offsets. Records queued while
+        the lane's previous batches are unacknowledged go out together in the next ones: the producer
+        sends one batch per partition per request and one request at a time, so per-call batches
+        would make a durable log (a write per request) take one small call per round trip."""
+        lane = self._lanes.get((topic, partition))
+        if lane is None:
+            lane = self._lanes[(topic, partition)] = _Lane()
+        mine = [records[i] for i in indexes]
+        done = asyncio.get_running_loop().create_future()
+        lane.waiting.append((mine, done))
+        if not lane.busy:
+            lane.busy = True
+            asyncio.ensure_future(self._drain(lane, topic, partition))
+        offsets = await done
+        for i, offset in zip(indexes, offsets, strict=True):
+            results[i] = Delivery(records[i].event_id, topic, partition, offset)
+
+    async def _drain(self, lane: _Lane, topic: str, partition: int) -> None:
+        """Send everything waiting on ``lane`` in as few batches as fit, until nothing waits."""
+        try:
+            while lane.waiting:
+                calls, lane.waiting = lane.waiting, []
+                flat = [rec for recs, _ in calls for rec in recs]
+                try:
+                    offsets = await self._send_records(topic, partition, flat)
+                except PublishError as e:
+                    if e.retriable or len(calls) == 1:
+                        for _, fut in calls:
+                            if not fut.done():
+                                fut.set_exception(e)
+                    else:  # e.g. one call's oversized record: each call gets its own answer
+                        await self._send_each(calls, topic, partition)
+                    continue
+                at = 0
+                for recs, fut in calls:
+                    if not fut.done():
+                        fut.set_result(offsets[at:at + len(recs)])
+                    at += len(recs)
+        finally:
+            lane.busy = False
+
+    async def _send_each(self, calls: list[tuple[list[OutgoingRecord], asyncio.Future]], topic: str,
+                         partition: int) -> None:
+        for recs, fut in calls:
+            try:
+                offsets = await self._send_records(topic, partition, recs)
+            except PublishError as e:
+                if not fut.done():
+                    fut.set_exception(e)
+                continue
+            if not fut.done():
+                fut.set_result(offsets)
+
+    async def _send_records(self, topic: str, partition: int, recs: list[OutgoingRecord]) -> list[int]:
+        """Records in order, in batches of at most ``max_batch_bytes``; their offsets."""
+        pending: list[tuple[asyncio.Future, int, int]] = []  # (ack, first index, count)
+        batch, first, n = self._producer.create_batch(), 0, 0
+        for i, rec in enumerate(recs):
             if batch.append(key=rec.key, value=rec.value, timestamp=None) is None:
-                if not members:
+                if not n:
                     raise PublishError(
                         f"record of {len(rec.value)} bytes is larger than a batch",
                         event_id=rec.event_id, topic=topic, retriable=False,
                     )
-                pending.append((await self._send_batch(batch, topic, partition, records[members[0]]), members))
-                batch, members = self._producer.create_batch(), []
+                pending.append((await self._send_batch(batch, topic, partition, recs[first]), first, n))
+                batch, first, n = self._producer.create_batch(), i, 0
                 if batch.append(key=rec.key, value=rec.value, timestamp=None) is None:
                     raise PublishError(
                         f"record of {len(rec.value)} bytes is larger than a batch",
                         event_id=rec.event_id, topic=topic, retriable=False,
                     )
-            members.append(i)
-        if members:
-            pending.append((await self._send_batch(batch, topic, partition, records[members[0]]), members))
-        for fut, members in pending:
+            n += 1
+        if n:
+            pending.append((await self._send_batch(batch, topic, partition, recs[first]), first, n))
+        offsets = [0] * len(recs)
+        for fut, first, n in pending:
             try:
                 md = await fut
             except KafkaError as e:
-                raise _publish_error(e, records[members[0]]) from e
-            for n, i in enumerate(members):
-                results[i] = Delivery(records[i].event_id, topic, partition, md.offset + n)
+                raise _publish_error(e, recs[first]) from e
+            for k in range(n):
+                offsets[first + k] = md.offset + k
+        return offsets
 
     async def _send_batch(self, batch, topic: str, partition: int, first: OutgoingRecord) -> asyncio.Future:
         try:

@@ -7,6 +7,7 @@ operations tests read workers through these functions only.
 
 from __future__ import annotations
 
+import json
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -95,3 +96,38 @@ def wait_restarted(run_dir: Path, instance: str, old_pid: int, *, timeout_s: flo
         if time.monotonic() - t0 > timeout_s:
             raise TimeoutError(f"{instance} not ready again {timeout_s:.0f} s after pid {old_pid} ended: {st}")
         time.sleep(0.05)
+
+
+def spare_waiting(run_dir: Path, instance: str) -> int | None:
+    """The pid of the instance's warm spare once it logged that it waits at its gate, else None."""
+    state = load_state(run_dir)
+    st = state.instances.get(instance) if state else None
+    spare = st.standby_pid if st else None
+    if spare is None or st is None:
+        return None
+    try:
+        lines = Path(st.log).read_text(errors="replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        if '"standby.waiting"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "standby.waiting" and entry.get("pid") == spare:
+            return spare
+    return None
+
+
+def wait_spares(run_dir: Path, names: list[str], *, timeout_s: float) -> dict[str, int]:
+    """Until every instance's warm spare waits at its gate; their pids. TimeoutError naming the rest."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        got = {n: spare_waiting(run_dir, n) for n in names}
+        if all(got.values()):
+            return got  # type: ignore[return-value]
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no warm spare after {timeout_s:.0f} s: " + ", ".join(n for n, p in got.items() if not p))
+        time.sleep(0.2)
