@@ -12,9 +12,16 @@ backtest picture per series.
 
 from __future__ import annotations
 
+import os.path
+import sys
+
+# `python bench/nab.py` puts bench/ first on sys.path, where bench/platform.py would shadow the
+# standard library's `platform` (imported by numpy, uuid...): drop it, the repository root goes in below.
+if sys.path and os.path.realpath(sys.path[0]) == os.path.dirname(os.path.realpath(__file__)):
+    sys.path.pop(0)
+
 import argparse
 import json
-import sys
 from datetime import datetime
 from pathlib import Path
 
