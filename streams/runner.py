@@ -190,7 +190,7 @@ class BatchRunner:
         good: list[ConsumedRecord] = []
         dead: list[OutgoingRecord] = []
         ends: dict[TopicPartition, int] = {}
-        decode, plain = self._serde.decode, self._plain
+        decode = self._decode_value  # the processor's decode mode (envelope for the audit log)
         for tp, messages in fetched.items():
             if not messages:
                 continue
@@ -198,7 +198,7 @@ class BatchRunner:
             for m in messages:
                 if m.value is not None:  # fast path: a record that decodes needs no await
                     try:
-                        decoded = decode(m.value, plain=plain)
+                        decoded = decode(m.value)
                     except DecodeError:
                         pass  # the full path below decides (unknown schema id, poison)
                     else:

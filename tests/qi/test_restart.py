@@ -40,7 +40,7 @@ def qi(env, *args, timeout=300):
 @pytest.fixture
 def fleet_env(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("QI_")}
-    others = {w: 0 for w in ("validate", "project-postgres", "project-clickhouse", "audit", "bridge")}
+    others = {w: 0 for w in ("validate", "project-postgres", "project-clickhouse", "audit", "bridge", "api")}
     env.update({"QI_STACK_RUN_DIR": str(tmp_path / "run"), "QI_LOG_FORMAT": "json",
                 "QI_STACK_LOG_STORAGE": "memory", "QI_FLEET_INSTANCES": json.dumps(others)})
     yield env
@@ -49,7 +49,6 @@ def fleet_env(tmp_path):
 
 def _publish_and_read(env, run_dir: Path, sensor: str) -> None:
     """One reading on a sensor of its own, seen in the Redis read model (bounded wait)."""
-    os.environ["QI_STACK_RUN_DIR"] = str(run_dir)
     from events.publisher import OutgoingRecord
     from projections.redis_sink import Lookups
     from projections.registry import PROJECTIONS
@@ -57,7 +56,9 @@ def _publish_and_read(env, run_dir: Path, sensor: str) -> None:
     from qi.platform import Platform
 
     async def go():
-        platform = Platform(Settings.from_env())
+        settings = Settings.from_env()
+        settings = settings.model_copy(update={"stack": settings.stack.model_copy(update={"run_dir": run_dir})})
+        platform = Platform(settings)
         serde = await platform.serde()
         now = datetime.now(UTC)
         value = serde.encode("SensorReading", {
