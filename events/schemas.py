@@ -56,7 +56,7 @@ def normalized_text(schema: dict[str, Any]) -> str:
 
 def parse(schema: dict[str, Any]) -> dict[str, Any]:
     """Parse with fastavro in a fresh name space (schemas never share named types)."""
-    return fastavro.parse_schema(schema, named_schemas={}, _write_hint=False)
+    return fastavro.parse_schema(schema, named_schemas={})
 
 
 @dataclass(frozen=True)
