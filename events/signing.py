@@ -254,7 +254,7 @@ def verify_hybrid(public: HybridPublicKey, message: bytes, signatures: list[Sign
         problems.append(f"Ed25519 signature names key {eds[0].key_id!r}, expected {public.key_id!r}")
     else:
         try:
-            ed25519.Ed25519PublicKey.from_public_bytes(public.ed25519).verify(eds[0].value, message)
+            _ed25519_public(public.ed25519).verify(eds[0].value, message)
             ed_ok = True
         except InvalidSignature:
             problems.append("Ed25519 signature does not verify")
@@ -270,6 +270,11 @@ def verify_hybrid(public: HybridPublicKey, message: bytes, signatures: list[Sign
     if others:
         problems.append("unexpected signature algorithms: " + ", ".join(others))
     return HybridVerdict(ed_ok, pq_ok, "; ".join(problems) if problems else "Ed25519 and ML-DSA-65 verify")
+
+
+@functools.lru_cache(maxsize=1024)
+def _ed25519_public(raw: bytes) -> ed25519.Ed25519PublicKey:
+    return ed25519.Ed25519PublicKey.from_public_bytes(raw)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -287,8 +287,9 @@ class Judge:
                                           detail=f"{c.detail}; still unknown after {int(waited)} s")
                              if c.outcome == "SKIPPED" else c for c in ev.checks], [], ev.bad_signature)
         out: list[OutgoingRecord] = []
-        value = self._validated_value(event, ev)
-        out.append(self._validated_record(cid, value, event.event_id))
+        vid = derived_id("validated", event.event_id)
+        value = self._validated_value(event, ev, vid)
+        out.append(self._validated_record(cid, value, event.event_id, vid))
         if ev.bad_signature:
             signature = next(c for c in ev.checks if c.check == "signature")
             out.append(self.dead_letter(rec, "BAD_SIGNATURE", signature.detail or "bad signature"))
@@ -332,19 +333,19 @@ class Judge:
     def _save(self, state: CertState) -> None:
         self.t.certs[state.certificate_id.encode()] = state.to_bytes()
 
-    def _validated_value(self, event: Any, ev: Evaluation) -> bytes:
-        eid = derived_id("validated", event.event_id)
+    def _validated_value(self, event: Any, ev: Evaluation, eid: Any) -> bytes:
         now = datetime.now(UTC)
         return self.serde.encode("CertificateValidated", {
             "event_id": eid, "event_type": "CertificateValidated", "occurred_at": now, "recorded_at": now,
             "source": WORKER, "correlation_id": event.certificate_id, "causation_id": str(event.event_id),
             "certificate_id": event.certificate_id, "certificate_version": event.aggregate_version,
-            "verdict": ev.verdict, "checks": [c.model_dump() for c in ev.checks],
+            "verdict": ev.verdict,
+            "checks": [{"check": c.check, "outcome": c.outcome, "detail": c.detail} for c in ev.checks],
             "validator_version": VALIDATOR_VERSION,
         })
 
-    def _validated_record(self, cid: str, value: bytes, input_event_id: Any) -> OutgoingRecord:
-        eid = derived_id("validated", input_event_id)
+    def _validated_record(self, cid: str, value: bytes, input_event_id: Any, eid: Any = None) -> OutgoingRecord:
+        eid = eid or derived_id("validated", input_event_id)
         return OutgoingRecord(self.topics.topic("validations"), cid.encode(), value, str(eid))
 
     def _expiring(self, state: CertState) -> OutgoingRecord:

@@ -90,3 +90,68 @@ def test_certificate_payload_does_not_depend_on_the_timezone_offset() -> None:
     assert certificate_payload(shifted) == certificate_payload(cert)
     assert b'"valid_from":"' + cert.validity.valid_from.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode() \
         in certificate_payload(cert)
+
+
+def _reference(value):
+    """The ``rfc8785`` package on the same value (datetimes normalised as canonical_json does)."""
+    import rfc8785
+
+    def norm(v):
+        if isinstance(v, datetime):
+            return v.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        if isinstance(v, dict):
+            return {k: norm(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [norm(x) for x in v]
+        return v
+
+    return rfc8785.dumps(norm(value))
+
+
+_CHARS = ["a", "Z", "0", " ", '"', "\\", "/", "\b", "\f", "\n", "\r", "\t", "\x00", "\x1f", "\x7f", "\u0080",
+          "\u00f6", "\u2028", "\u20ac", "\ud7ff", "\ue000", "\ufb33", "\uffff", "\U0001f600", "\U0010ffff"]
+
+
+def _random_value(rnd, depth=0):
+    kind = rnd.randrange(9 if depth < 4 else 6)
+    if kind == 0:
+        return rnd.choice([None, True, False])
+    if kind == 1:
+        return rnd.choice([0, 1, -1, 2**53 - 1, -(2**53 - 1), rnd.randrange(-10**15, 10**15)])
+    if kind == 2:  # floats across every formatting regime, by bit pattern and by decade
+        if rnd.random() < 0.5:
+            f = struct.unpack(">d", rnd.randbytes(8))[0]
+            return 0.5 if math.isnan(f) or math.isinf(f) else f
+        return rnd.choice([-1, 1]) * rnd.random() * 10.0 ** rnd.randrange(-30, 30)
+    if kind == 3:
+        return rnd.choice([0.0, -0.0, 1.0, 100.0, 1e16, 1e21, 1e-6, 1e-7, 123456789012345678.0, 4.5, 0.002])
+    if kind == 4:
+        return "".join(rnd.choice(_CHARS) for _ in range(rnd.randrange(12)))
+    if kind == 5:
+        return datetime(2026, 1, 1, tzinfo=timezone(timedelta(hours=rnd.randrange(-12, 13)))) + timedelta(
+            microseconds=rnd.randrange(10**12))
+    if kind in (6, 7):
+        return {"".join(rnd.choice(_CHARS) for _ in range(rnd.randrange(1, 4))): _random_value(rnd, depth + 1)
+                for _ in range(rnd.randrange(6))}
+    return [_random_value(rnd, depth + 1) for _ in range(rnd.randrange(5))]
+
+
+def test_canonical_json_is_byte_for_byte_the_rfc8785_package() -> None:
+    # Our serialiser is a faster re-implementation; the maintained package is the reference.
+    import random
+
+    rnd = random.Random(8785)
+    for _ in range(3000):
+        value = _random_value(rnd)
+        assert canonical_json(value) == _reference(value), value
+
+
+@pytest.mark.parametrize("bad", [{"k": 2**53}, {"k": -(2**53)}, {1: "int key"}, {"k": object()},
+                                 {"k": "\ud800 lone surrogate"}, [math.nan]])
+def test_what_the_rfc8785_package_refuses_has_no_canonical_form(bad) -> None:
+    import rfc8785
+
+    with pytest.raises(rfc8785.CanonicalizationError):
+        rfc8785.dumps(bad)
+    with pytest.raises(CanonicalError):
+        canonical_json(bad)
