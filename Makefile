@@ -14,11 +14,11 @@ test: $(STAMP)           ## the whole test suite against a real local stack
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 bench: $(STAMP)          ## the benchmarks of docs/performance.md
-	$(BIN)/python bench/serde.py
-	$(BIN)/python bench/publish.py
-	$(BIN)/python bench/nab.py
-	$(BIN)/python bench/score.py
-	$(BIN)/python bench/bridge.py
+	$(BIN)/python -m bench.serde
+	$(BIN)/python -m bench.publish
+	$(BIN)/python -m bench.nab
+	$(BIN)/python -m bench.score
+	$(BIN)/python -m bench.bridge
 
 stop: $(STAMP)           ## stop the workers and the embedded stack started by `make run` (data kept)
 	$(BIN)/qi down

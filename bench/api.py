@@ -15,7 +15,7 @@ warehouse, audit) and ``qi api`` serves it. Then, for ``--seconds`` each after a
 The load comes from a separate process with a minimal HTTP/1.1 keep-alive client on asyncio
 (``--clients`` connections, each sending its next request when the previous answer is in).
 
-    python bench/api.py [--clients 50] [--seconds 10] [--api-workers 2]
+    python -m bench.api [--clients 50] [--seconds 10] [--api-workers 2]
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ JSON readings at QoS 1 over 200 sensors):
 Rounds alternate floor and ours; the best round of each is reported. Uses
 QI_KAFKA_BOOTSTRAP and QI_MQTT_URL when set, else starts the local stack in .qi/bench.
 
-    python bench/bridge.py [--messages 20000] [--rounds 2] [--rate 2000] [--seconds 10]
+    python -m bench.bridge [--messages 20000] [--rounds 2] [--rate 2000] [--seconds 10]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ stack of its own under .qi/bench-restart-<storage>:
    partition can be fetched again at its offset (for ``memory`` there is no
    such record: the floor stops once the broker answers metadata).
 
-    python bench/log_restart.py [--events 1000000]
+    python -m bench.log_restart [--events 1000000]
 """
 
 from __future__ import annotations

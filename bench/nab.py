@@ -7,7 +7,7 @@ Prints per series: windows detected, false positives, raw NAB score; then the no
 score of the corpus per detector. Writes bench/results/nab.json; ``--plots DIR`` also writes one
 backtest picture per series.
 
-    python bench/nab.py [--corpus /work/shared/conformance/nab-dev] [--profile standard] [--plots docs/img]
+    python -m bench.nab [--corpus /work/shared/conformance/nab-dev] [--profile standard] [--plots docs/img]
 """
 
 from __future__ import annotations

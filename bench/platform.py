@@ -16,7 +16,7 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
    ``--log-events`` events, until the last record of every partition is readable again), with its
    memory-only floor.
 
-    python bench/platform.py [--rate 5000] [--seconds 30] [--log-events 1000000]
+    python -m bench.platform [--rate 5000] [--seconds 30] [--log-events 1000000]
 """
 
 from __future__ import annotations

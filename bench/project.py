@@ -24,7 +24,7 @@ is from the start of its publish call to the first poll that sees all of it.
 Each sink's object has ``lag_p50_ms`` / ``lag_p99_ms`` over its chunks; the
 top-level ``lag_p50_ms`` / ``lag_p99_ms`` are the worst sink's.
 
-    python bench/project.py [--sinks postgres,redis,clickhouse] [--events 100000] [--framework-events 40000]
+    python -m bench.project [--sinks postgres,redis,clickhouse] [--events 100000] [--framework-events 40000]
                             [--rounds 2] [--lag-rate 5000] [--lag-seconds 10]
 """
 

@@ -13,7 +13,7 @@ and waits for every confirmation:
 Rounds alternate the cases; the best round of each is reported. Uses the
 stack of QI_KAFKA_BOOTSTRAP, else starts the local stack in .qi/bench.
 
-    python bench/publish.py [--records 50000] [--rounds 3]
+    python -m bench.publish [--records 50000] [--rounds 3]
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@
 Steps 1 and 3 are repeated with 100 and with 10,000 sensors (memory must stay flat); the
 throughput ratio is the 100-sensor run's (both runs are printed).
 
-    python bench/score.py [--records 200000]
+    python -m bench.score [--records 200000]
 
 Uses the stack of QI_KAFKA_BOOTSTRAP / QI_REDIS_URL, else starts the local stack in .qi/bench.
 """

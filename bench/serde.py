@@ -7,7 +7,7 @@ check, schema lookup by id, the same read, trailing-byte check); plus the typed
 API (pydantic event -> bytes, bytes -> validated event) for reference.
 Rounds alternate floor and ours; the best round of each is reported.
 
-    python bench/serde.py [--records 20000] [--rounds 5]
+    python -m bench.serde [--records 20000] [--rounds 5]
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@
 ``ratio`` = validated/s over bare verify/s (goal >= 0.7). Uses the stack of
 QI_KAFKA_BOOTSTRAP, else starts the local stack in .qi/bench.
 
-    python bench/validate.py [--certificates 3000]
+    python -m bench.validate [--certificates 3000]
 """
 
 from __future__ import annotations
