@@ -9,7 +9,10 @@ warehouse, audit) and ``qi api`` serves it. Then, for ``--seconds`` each after a
   **floor**: the Redis reads of the same data from Python (the GET of the live generation and the
   HGETALL of the certificate's and its validation's hashes, pipelined), same concurrency.
 * **sensor_24h**: ``GET /sensors/gauge-0001/s1/readings`` for the last 24 h (1,440 readings and
-  their scores, at most 1,000 points); **floor**: the same SQL posted from Python to the
+  their scores, at most 1,000 points), every client asking for the same range (a live chart on
+  many screens: the API coalesces identical queries and reuses the answer for QI_API_CACHE_S);
+  **sensor_24h_distinct**: the same, but each request's range ends at a different second, so
+  every request is a ClickHouse query; **floor** (both): the same SQL posted from Python to the
   warehouse's SQL endpoint (the process owning chDB, decision 0061), same concurrency.
 
 The load comes from a separate process with a minimal HTTP/1.1 keep-alive client on asyncio
@@ -223,6 +226,12 @@ def main() -> None:
         print(f"sensor_24h: {args.clients} clients, {args.seconds:.0f} s", flush=True)
         token = world.token(Role.reader, "bench")
         s = load(world.url, [path], {"Authorization": f"Bearer {token}"}, args.clients, args.warmup, args.seconds)
+        # the same 24 h, each request ending at a different second: nothing to coalesce or reuse
+        distinct = [(f"/sensors/{TWIN}/{SENSOR}/readings?from={(frm - timedelta(seconds=k)).strftime('%Y-%m-%dT%H:%M:%SZ')}"
+                     f"&to={(to - timedelta(seconds=k)).strftime('%Y-%m-%dT%H:%M:%SZ')}&max_points=1000")
+                    for k in range(5000)]
+        print(f"sensor_24h_distinct: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        sd = load(world.url, distinct, {"Authorization": f"Bearer {token}"}, args.clients, args.warmup, args.seconds)
         endpoint = find_endpoint(work, f"chdb://{work / 'chdb'}")
         f_us, t_us = _us(frm.replace(tzinfo=UTC)), _us(to.replace(tzinfo=UTC))
         params = {"twin": TWIN, "sensor": SENSOR, "from_us": f_us, "to_us": t_us,
@@ -230,6 +239,8 @@ def main() -> None:
         sf = asyncio.run(clickhouse_floor(endpoint, "qi", params, args.clients, args.warmup, args.seconds))
         rows.append({"name": "sensor_24h", **s, "floor_per_s": sf["requests_per_s"], "floor_p50_ms": sf["p50_ms"],
                      "floor_p99_ms": sf["p99_ms"]})
+        rows.append({"name": "sensor_24h_distinct", **sd, "floor_per_s": sf["requests_per_s"],
+                     "floor_p50_ms": sf["p50_ms"], "floor_p99_ms": sf["p99_ms"]})
         table = [{k: r[k] for k in ("name", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "floor_per_s",
                                     "floor_p50_ms", "floor_p99_ms")} for r in rows]
         path_out = report("api", table, params={**vars(args), "machine_note": "shared 2-core machine, loaded"})
