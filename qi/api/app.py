@@ -15,6 +15,7 @@ from qi.api.auth import Tokens
 from qi.api.limits import BodyLimit
 from qi.api.metrics import ApiMetrics, MetricsMiddleware
 from qi.api.ratelimit import TokenBucket
+from qi.api.shared import Shared
 from qi.api.routers import alerts, audit, certificates, events, health, registry, sensors, twins, verify
 from qi.api.routers.verify import _Slow
 from qi.api.sources.container import ApiSources
@@ -55,6 +56,7 @@ def create_app(settings: ApiSettings, sources: ApiSources, tokens: Tokens) -> Fa
     app.state.verify_bucket = TokenBucket(settings.verify_rate_per_s / settings.workers,
                                           max(1, settings.verify_burst // settings.workers))
     app.state.verify_cache = _Slow(settings.verify_cache_s)
+    app.state.shared = Shared()
     errors.install(app)
     include_routers(app)
     app.include_router(web_router())  # the dashboard (qi/api/web): pages, assets, live SSE

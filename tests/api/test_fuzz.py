@@ -26,7 +26,7 @@ def test_openapi_schema_fuzzed_no_5xx_and_responses_conform(api_world, tmp_path)
         [st, "run", f"{api_world.url}/openapi.json", "--checks", CHECKS,
          "--phases", "examples,coverage,fuzzing", "--max-examples", "25", "--seed", "10",
          "-H", f"Authorization: Bearer {api_world.token(Role.admin, 'fuzzer')}",
-         "--request-timeout", "30", "--workers", "2", "--report", "junit", "--report-junit-path", str(report),
+         "--request-timeout", "30", "--workers", "1", "--report", "junit", "--report-junit-path", str(report),
          "--suppress-health-check", "all"],
         capture_output=True, text=True, timeout=280)
     out = p.stdout + p.stderr

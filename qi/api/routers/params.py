@@ -13,7 +13,8 @@ TwinId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_HELP)]
 SensorId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_HELP)]
 CertificateId = Annotated[str, Path(pattern=ID_PATTERN, description=ID_HELP)]
 Cursor = Annotated[str | None, Query(pattern=ID_PATTERN, description="the `next_cursor` of the previous page")]
-FilterText = Annotated[str | None, Query(min_length=1, max_length=200)]
+#: free text compared for equality; no control characters (Postgres text cannot hold NUL)
+FilterText = Annotated[str | None, Query(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
 
 
 def limit_query(default: int = 50, maximum: int = 500):

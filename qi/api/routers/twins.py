@@ -42,6 +42,8 @@ async def list_twins(
     for a in attr:
         if len(a) > 400:
             raise BadRequest("an attr filter is longer than 400 characters", field="attr")
+        if any(ord(ch) < 0x20 or ord(ch) == 0x7f for ch in a):
+            raise BadRequest("an attr filter contains control characters", field="attr")
     limit = min(limit, cfg.max_page)
     rows = await src.registry.twins(status=status, kind=kind, owner=owner, attributes=parse_attr_filters(attr),
                                     after=cursor, limit=limit + 1)

@@ -16,7 +16,7 @@ from psycopg import sql
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from qi.api.errors import Unavailable
+from qi.api.errors import BadRequest, Unavailable
 
 _TWIN_COLS = ("twin_id", "kind", "name", "manufacturer", "model", "serial_number", "owner", "status", "attributes",
               "registered_at", "updated_at", "decommission_reason")
@@ -48,6 +48,8 @@ class RegistryReader:
             raise Unavailable("the registry (Postgres) is not reachable; retry later") from e
         except psycopg.errors.UndefinedTable as e:
             raise Unavailable("the registry is not projected yet (is `qi worker project --sink postgres` running?)") from e
+        except psycopg.DataError as e:  # a value Postgres cannot take (validation should have caught it)
+            raise BadRequest(f"a filter value is not acceptable: {type(e).__name__}") from e
         except psycopg.OperationalError as e:
             raise Unavailable(f"the registry (Postgres) failed: {type(e).__name__}; retry later") from e
 

@@ -9,7 +9,6 @@ the chDB directory itself (that would lock the projector out).
 from __future__ import annotations
 
 import asyncio
-import json
 import time
 from datetime import UTC, datetime
 from pathlib import Path
@@ -40,7 +39,6 @@ class WarehouseReader:
         self._client = None
         self._lock = asyncio.Lock()
         self._url: tuple[float, str | None] = (0.0, None)
-        self._recent: dict[str, tuple[float, asyncio.Future]] = {}
 
     async def start(self) -> None:
         self._http = httpx.AsyncClient(timeout=self._timeout, limits=httpx.Limits(max_connections=8))
@@ -57,29 +55,6 @@ class WarehouseReader:
             url = find_endpoint(self._run_dir, self._dsn)
             self._url = (time.monotonic(), url)
         return url
-
-    async def shared_query(self, sql: str, parameters: dict[str, Any], *, ttl_s: float) -> list[dict[str, Any]]:
-        """:meth:`query`, with identical queries coalesced: one in flight at a time per (sql,
-        parameters), its answer reused for ``ttl_s`` seconds (many viewers of the same chart)."""
-        key = json.dumps([sql, parameters], sort_keys=True, default=str)
-        now = time.monotonic()
-        hit = self._recent.get(key)
-        if hit is not None and (not hit[1].done() or now - hit[0] < ttl_s):
-            return await asyncio.shield(hit[1])
-        if len(self._recent) > 1000:
-            self._recent = {k: v for k, v in self._recent.items() if not v[1].done() or now - v[0] < ttl_s}
-        fut: asyncio.Future = asyncio.get_running_loop().create_future()
-        self._recent[key] = (now, fut)
-        try:
-            rows = await self.query(sql, parameters)
-        except BaseException as e:
-            self._recent.pop(key, None)
-            fut.set_exception(e)
-            fut.exception()  # retrieved: waiters get it, nobody else logs it
-            raise
-        self._recent[key] = (time.monotonic(), fut)
-        fut.set_result(rows)
-        return rows
 
     async def query(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         """Rows as dicts (times ISO 8601 via the endpoint, datetimes on a server)."""
