@@ -91,6 +91,8 @@ def env_for(stack_env: dict[str, str], prefix: str, run_dir: Path, **extra: str)
         "QI_KAFKA_TOPIC_PREFIX": prefix, "QI_KAFKA_CLIENT_ID": "qi-" + prefix.strip("."),
         "QI_STACK_RUN_DIR": str(run_dir), "QI_CLICKHOUSE_DSN": f"chdb://{run_dir / 'chdb'}",
         "QI_AUDIT_KEY_DIR": str(run_dir / "keys"), "QI_AUDIT_HEAD_EVERY_S": "1",
+        # a log of its own: other audit workers of the session sign into theirs with other keys
+        "QI_AUDIT_PG_SCHEMA": "audit_" + "".join(c if c.isalnum() else "_" for c in prefix.lower()).strip("_"),
         "QI_RUNNER_SESSION_TIMEOUT_MS": "3000", "QI_RUNNER_HEARTBEAT_INTERVAL_MS": "300",
         "QI_VALIDATION_SESSION_TIMEOUT_S": "3", "QI_VALIDATION_HEARTBEAT_INTERVAL_S": "0.5",
         "QI_VALIDATION_RECHECK_INTERVAL_S": "0.5", "QI_VALIDATION_COMMIT_INTERVAL_S": "0.5",
