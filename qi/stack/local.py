@@ -135,16 +135,23 @@ class LocalStack:
                 self._wait_healthy(svc, state.services[svc.name])
             return self.urls(state)
 
-    def _start(self, svc: Service, urls: dict[str, str]) -> ServiceState:
-        port = process.free_port()
-        launch = svc.prepare(self.data_dir / svc.name, port, urls)
+    def _start(self, svc: Service, urls: dict[str, str], attempts: int = 3) -> ServiceState:
         logfile = self.log_dir / f"{svc.name}.log"
-        rec = process.spawn(launch.argv, log=logfile, cwd=self.run_dir, user=launch.user, env=launch.env)
-        log.info("stack.started", service=svc.name, pid=rec.pid, port=port)
-        if not process.wait_for_port(port, self._timeout, rec):
+        for attempt in range(1, attempts + 1):
+            port = process.free_port()
+            launch = svc.prepare(self.data_dir / svc.name, port, urls)
+            rec = process.spawn(launch.argv, log=logfile, cwd=self.run_dir, user=launch.user, env=launch.env)
+            log.info("stack.started", service=svc.name, pid=rec.pid, port=port)
+            if process.wait_for_port(port, self._timeout, rec):
+                return ServiceState(port=port, url=svc.url(port), process=rec)
+            exited = process.process_of(rec) is None
             process.stop(rec)
-            raise StackError(f"did not open port {port}", service=svc.name, log_tail=process.tail(logfile))
-        return ServiceState(port=port, url=svc.url(port), process=rec)
+            if not exited or attempt == attempts:
+                raise StackError(f"did not open port {port}", service=svc.name, log_tail=process.tail(logfile))
+            # It exited before listening: a free port picked here was taken by another process
+            # before the service bound it (SeaweedFS binds nine). Fresh ports, once more.
+            log.warning("stack.start_retry", service=svc.name, attempt=attempt, log_tail=process.tail(logfile)[-300:])
+        raise AssertionError("unreachable")
 
     def _wait_healthy(self, svc: Service, st: ServiceState) -> None:
         deadline = time.monotonic() + self._timeout
