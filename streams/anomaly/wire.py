@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from events.avro_binary import encode_long, encode_string
+
 #: the AnomalyScored fields, in order, with the Avro types this encoder writes for them
 LAYOUT = (
     ("event_id", "string"), ("event_type", "string"), ("occurred_at", "long"), ("recorded_at", "long"),
@@ -41,22 +43,6 @@ def layout_is_known(parsed_schema: dict[str, Any]) -> bool:
     return tuple((f["name"], plain(f["type"])) for f in fields) == LAYOUT
 
 
-def _varint(n: int) -> bytes:
-    """Avro long: zigzag, then base-128 varint."""
-    z = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while z > 0x7F:
-        out.append((z & 0x7F) | 0x80)
-        z >>= 7
-    out.append(z)
-    return bytes(out)
-
-
-def _string(s: str) -> bytes:
-    b = s.encode()
-    return _varint(len(b)) + b
-
-
 def varints(values: np.ndarray) -> list[bytes]:
     """Avro longs for int64 values, all at once."""
     v = np.asarray(values, np.int64)
@@ -77,9 +63,9 @@ class ScoredEncoder:
 
     def __init__(self, header: bytes, *, source: str, model_name: str, model_version: str) -> None:
         self._head = header  # the 5-byte frame
-        self._event_type = _string("AnomalyScored")
-        self._source = _string(source)
-        self._tail = _string(model_name) + _string(model_version)
+        self._event_type = encode_string("AnomalyScored")
+        self._source = encode_string(source)
+        self._tail = encode_string(model_name) + encode_string(model_version)
         self._keys: dict[tuple[str, str], bytes] = {}
 
     def encode(self, event_ids: Sequence[str], readings: Sequence[dict[str, Any]], recorded_at: int,
@@ -92,22 +78,22 @@ class ScoredEncoder:
         tail["score"] = scores
         tail["is_anomaly"] = is_anomaly
         nums = tail.tobytes()
-        mid = _varint(recorded_at) + self._source
+        mid = encode_long(recorded_at) + self._source
         head, etype, end, keys = self._head, self._event_type, self._tail, self._keys
         if len(keys) > _KEY_CACHE:
             keys.clear()
         out = []
         for i, (eid, r, occ) in enumerate(zip(event_ids, readings, occurred)):
             rid = r["event_id"]
-            rid_s = b"\x48" + rid.encode() if len(rid) == 36 and rid.isascii() else _string(rid)
+            rid_s = b"\x48" + rid.encode() if len(rid) == 36 and rid.isascii() else encode_string(rid)
             corr = r["correlation_id"]
             k = (r["twin_id"], r["sensor_id"])
             twin_sensor = keys.get(k)
             if twin_sensor is None:
-                twin_sensor = keys[k] = _string(k[0]) + _string(k[1])
+                twin_sensor = keys[k] = encode_string(k[0]) + encode_string(k[1])
             out.append(b"".join((
-                head, b"\x48" + eid.encode() if len(eid) == 36 and eid.isascii() else _string(eid), etype, occ, mid,
-                b"\x00" if corr is None else b"\x02" + _string(corr),
+                head, b"\x48" + eid.encode() if len(eid) == 36 and eid.isascii() else encode_string(eid), etype, occ, mid,
+                b"\x00" if corr is None else b"\x02" + encode_string(corr),
                 b"\x02", rid_s, twin_sensor, rid_s, nums[17 * i:17 * i + 17], end,
             )))
         return out

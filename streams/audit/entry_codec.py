@@ -8,42 +8,24 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from events.avro_binary import encode_long
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _US = timedelta(microseconds=1)
-
-
-def _long_slow(n: int) -> bytes:
-    n = (n << 1) ^ (n >> 63)
-    out = bytearray()
-    while n & ~0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
-
-
-_SMALL = [_long_slow(i) for i in range(1 << 13)]
+_SMALL = [encode_long(i) for i in range(1 << 13)]
 
 
 def _long(n: int) -> bytes:
-    return _SMALL[n] if 0 <= n < 8192 else _long_slow(n)
+    return _SMALL[n] if 0 <= n < 8192 else encode_long(n)
 
 
 def _ulong(n: int) -> bytes:
-    """``_long`` for n >= 0 (indexes, offsets): zigzag is 2n, no sign handling."""
-    if n < 8192:
-        return _SMALL[n]
-    n <<= 1
-    out = bytearray()
-    while n > 0x7F:
-        out.append((n & 0x7F) | 0x80)
-        n >>= 7
-    out.append(n)
-    return bytes(out)
+    """``_long`` for n >= 0 (indexes, offsets)."""
+    return _SMALL[n] if n < 8192 else encode_long(n)
 
 
-_LEN32 = _long_slow(32)  # a leaf hash is always 32 bytes (SHA-256)
-_LEN36 = _long_slow(36)  # a UUID in its canonical text form
+_LEN32 = encode_long(32)  # a leaf hash is always 32 bytes (SHA-256)
+_LEN36 = encode_long(36)  # a UUID in its canonical text form
 
 
 def _str(s: str) -> bytes:
