@@ -34,6 +34,7 @@ from events.topics import TopicNames
 from qi.fleet import probe
 from qi.stack import LocalStack
 from tests.projections.harness import wait_until
+from tests.qi.run import qi
 
 pytestmark = pytest.mark.stack
 ROOT = Path(__file__).resolve().parents[2]
@@ -42,11 +43,6 @@ MQTT_SECRET = "mqtt-canary-52d0b8aa"
 POISON = {"readings": 5, "certificates": 3}
 FLOW_TWINS = ("twin-0", "twin-1", "twin-2")
 FLOW_COUNT = 2400
-
-
-def qi(env, *args, timeout=600):
-    return subprocess.run([sys.executable, "-m", "qi", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
 from datetime import UTC, datetime
@@ -25,16 +23,11 @@ import pytest
 
 from qi.fleet import probe
 from qi.fleet.supervisor import load_state
+from tests.qi.run import qi
 
 pytestmark = pytest.mark.stack
-ROOT = Path(__file__).resolve().parents[2]
 WORKERS = ("score", "project-redis")
 READY_BOUND_S = 10.0
-
-
-def qi(env, *args, timeout=300):
-    return subprocess.run([sys.executable, "-m", "qi", *args], env=env, cwd=ROOT, capture_output=True, text=True,
-                          timeout=timeout)
 
 
 @pytest.fixture
