@@ -75,8 +75,28 @@ class _Tracking(ProjectionProcessor):
         return result
 
 
-def _behind(at: Positions, end: Positions) -> int:
+def behind(at: Positions, end: Positions) -> int:
+    """Events between the positions ``at`` and the log ``end``."""
     return sum(max(0, o - at.get(tp, 0)) for tp, o in end.items())
+
+
+async def catch_up(platform: Platform, families, positions: Callable[[], Positions], task: asyncio.Task,
+                   on_progress: Callable[[Progress], None], every_s: float, t0: float) -> int:
+    """Report progress until ``positions()`` reach the log end, then return the events replayed;
+    raise if the replaying ``task`` stops first."""
+    while True:
+        end = await end_offsets(platform, tuple(families))
+        total = sum(end.values())
+        left = behind(positions(), end)
+        done = total - left
+        rate = done / max(time.monotonic() - t0, 1e-6)
+        on_progress(Progress(done, total, rate, left / rate if rate > 0 else None, "replaying"))
+        if left == 0:
+            return total
+        if task.done():
+            task.result()  # the runner died: raise its error
+            raise RuntimeError("rebuild runner stopped before catching up")
+        await asyncio.sleep(every_s)
 
 
 async def rebuild(platform: Platform, projection: Projection, kind: str, *,
@@ -93,24 +113,13 @@ async def rebuild(platform: Platform, projection: Projection, kind: str, *,
     task = asyncio.create_task(runner.run(stop))
     t0 = time.monotonic()
     try:
-        while True:  # 1. fill the fresh target
-            end = await end_offsets(platform, projection.families)
-            total = sum(end.values())
-            left = _behind(processor.seen, end)
-            done = total - left
-            rate = done / max(time.monotonic() - t0, 1e-6)
-            on_progress(Progress(done, total, rate, left / rate if rate > 0 else None, "replaying"))
-            if left == 0:
-                break
-            if task.done():
-                task.result()  # the runner died: raise its error
-                raise RuntimeError("rebuild runner stopped before catching up")
-            await asyncio.sleep(every_s)
+        # 1. fill the fresh target
+        total = await catch_up(platform, projection.families, lambda: processor.seen, task, on_progress, every_s, t0)
         old = await sink.promote()  # 2. swap atomically
         log.info("projection.swapped", projection=projection.name, sink=kind, target=target,
                  old=old.target if old else None)
         after = await end_offsets(platform, projection.families)  # 3. pass what the live writer had in flight
-        while _behind(processor.seen, after) > 0:
+        while behind(processor.seen, after) > 0:
             if task.done():
                 task.result()
             await asyncio.sleep(0.05)

@@ -33,7 +33,7 @@ from events.topics import FAMILIES
 from projections.clickhouse.projector import ClickHouseProjector
 from projections.clickhouse.rows import WarehouseBatch
 from projections.clickhouse.warehouse import ClickHouseWarehouse, _client
-from projections.rebuild import Progress, end_offsets
+from projections.rebuild import Progress, behind, catch_up, end_offsets
 from qi.platform import Platform
 
 log = structlog.get_logger(__name__)
@@ -57,10 +57,6 @@ class _Tracked(ClickHouseWarehouse):
         return rows
 
 
-def _behind(at: Positions, end: Positions) -> int:
-    return sum(max(0, o - at.get(tp, 0)) for tp, o in end.items())
-
-
 async def rebuild_warehouse(platform: Platform, database: str | None = None, *,
                             on_progress: Callable[[Progress], None] = lambda p: None, every_s: float = 0.5,
                             stamp: str | None = None) -> dict[str, Any]:
@@ -82,25 +78,14 @@ async def rebuild_warehouse(platform: Platform, database: str | None = None, *,
     swapped = False
     total = 0
     try:
-        while True:  # 1. fill the fresh database
-            end = await end_offsets(platform, tuple(FAMILIES))
-            total = sum(end.values())
-            left = _behind(dict(fresh.written), end)
-            done = total - left
-            rate = done / max(time.monotonic() - t0, 1e-6)
-            on_progress(Progress(done, total, rate, left / rate if rate > 0 else None, "replaying"))
-            if left == 0:
-                break
-            if task.done():
-                task.result()  # the runner died: raise its error
-                raise RuntimeError("warehouse rebuild runner stopped before catching up")
-            await asyncio.sleep(every_s)
+        # 1. fill the fresh database
+        total = await catch_up(platform, FAMILIES, lambda: dict(fresh.written), task, on_progress, every_s, t0)
         target = fresh.database
         old = await asyncio.to_thread(fresh.promote, live.database)  # 2. swap, table by table
         swapped = True
         log.info("warehouse.swapped", database=live.database, rebuilt=target, old=old)
         after = await end_offsets(platform, tuple(FAMILIES))  # 3. pass what the live writer had in flight
-        while _behind(dict(fresh.written), after) > 0:
+        while behind(dict(fresh.written), after) > 0:
             if task.done():
                 task.result()
                 raise RuntimeError("warehouse rebuild runner stopped before passing the swap")
