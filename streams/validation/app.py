@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from faust.types import TP
 import structlog
 
 from events.publisher import OutgoingRecord
@@ -47,6 +48,7 @@ from streams.metrics import RunnerMetrics
 from streams.validation.checks import Policy
 from streams.validation.facts import CertState
 from streams.validation.judge import Judge, JudgeConfig, Poisoned, Tables
+from streams.validation.progress import InputProgress
 from streams.validation.replica import FactReplica, IndexView
 from streams.validation.schedule import Schedule
 
@@ -72,6 +74,7 @@ class ValidationTopology:
         return {
             f"{self.app_id}-certs-changelog": self.cert_partitions,
             f"{self.app_id}-index-changelog": self.cert_partitions,
+            f"{self.app_id}-progress-changelog": self.cert_partitions,
         }
 
     def internal_topics(self) -> dict[str, int]:
@@ -159,6 +162,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         index=IndexView(index_table, replica.index),
         certs=table(app.Table, "certs", topo.cert_partitions),
     )
+    progress = InputProgress(table(app.Table, "progress", topo.cert_partitions))
     judge = Judge(serde, topics, tables, JudgeConfig(
         policy=Policy(max_validity=timedelta(days=settings.max_validity_days)),
         pending_timeout=timedelta(seconds=settings.pending_timeout_s),
@@ -222,6 +226,12 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         await replica.ready.wait()  # never judge against a trust registry older than the log
         async for event in stream.events():
             msg = event.message
+            if msg.topic == topo.certificates:
+                judge_it, rewind_to = progress.admit(msg.partition, msg.offset)
+                if rewind_to is not None:
+                    await app.consumer.seek(TP(msg.topic, msg.partition), rewind_to)
+                if not judge_it:
+                    continue
             metrics.count_consumed(msg.topic, 1)
             try:
                 if msg.topic == topo.recheck:
@@ -239,6 +249,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             await send(out)
             metrics.count_dead(msg.topic, sum(r.topic == dead_topic for r in out))
             done[(msg.topic, msg.partition)] = msg.offset + 1
+            if msg.topic == topo.certificates:
+                progress.done(msg.partition, msg.offset)
 
     @app.timer(interval=settings.recheck_interval_s)
     async def recheck_due() -> None:
