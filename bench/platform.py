@@ -261,6 +261,9 @@ async def latency(platform: Platform, rate: int, seconds: float, slice_s: float 
         await asyncio.wait_for(model_task, 60)
     except TimeoutError:
         pass
+    # CPU from the load's start until the read model showed every probe's score (the fleet caught
+    # up), per second of load: the cores the platform needs to keep up with this rate
+    demand = cpu_cores(cpu0, await asyncio.to_thread(_cpu_times), elapsed)
     await consumer.stop()
     await lookups.close()
 
@@ -274,7 +277,9 @@ async def latency(platform: Platform, rate: int, seconds: float, slice_s: float 
             "floor_p50_ms": pct(seen_kafka, 0.5), "floor_p99_ms": pct(seen_kafka, 0.99),
             "score_in_read_model_p50_ms": pct(seen_score, 0.5), "score_in_read_model_p99_ms": pct(seen_score, 0.99),
             "loadavg_during_load": [round(x, 1) for x in load],
-            "cpu_cores_total": round(sum(cpu.values()), 2), "cpu_cores": cpu, "batches_during_load": batches}
+            "cpu_cores_total": round(sum(cpu.values()), 2), "cpu_cores": cpu, "batches_during_load": batches,
+            "platform_cores_to_keep_up": round(sum(v for k, v in demand.items() if not k.startswith("other")), 2),
+            "cpu_cores_until_caught_up": demand}
 
 
 def restart_to_ready(names: list[str]) -> tuple[dict[str, float], dict[str, bool]]:
@@ -318,10 +323,10 @@ def main() -> None:
         platform = Platform(Settings.from_env())
         lat = asyncio.run(latency(platform, args.rate, args.seconds, args.slice_ms / 1000))
         if args.latency_only:
-            report("platform", [{k: v for k, v in lat.items() if k not in ("cpu_cores", "batches_during_load")}],
-                   params={**vars(args), "workers": names, "cpu_cores": lat["cpu_cores"],
-                           "batches_during_load": lat["batches_during_load"]})
-            print(json.dumps({"cpu_cores": lat["cpu_cores"], "batches": lat["batches_during_load"]}, indent=1))
+            detail = ("cpu_cores", "batches_during_load", "cpu_cores_until_caught_up")
+            report("platform", [{k: v for k, v in lat.items() if k not in detail}],
+                   params={**vars(args), "workers": names, **{k: lat[k] for k in detail}})
+            print(json.dumps({k: lat[k] for k in detail}, indent=1))
             return
         probe.wait_ready(RUN_DIR, names, timeout_s=180)
         restarts, promoted = restart_to_ready(names)
@@ -344,6 +349,11 @@ def main() -> None:
           f"{lat['loadavg_during_load']}):")
     for label, cores in lat["cpu_cores"].items():
         print(f"  {cores:5.2f}  {label}")
+    print(f"\nCPU per second of load until the read model caught up (the platform, without 'other': "
+          f"{lat['platform_cores_to_keep_up']:.2f} cores needed to keep up):")
+    for label, cores in lat["cpu_cores_until_caught_up"].items():
+        if cores >= 0.01:
+            print(f"  {cores:5.2f}  {label}")
     print("\nbatches during the load (mean records, mean fetch-to-commit ms):")
     for name, b in lat["batches_during_load"].items():
         print(f"  {name:20} {b['batches']:6} batches  {b['mean_records']:6} records  {b['mean_batch_ms']:8.1f} ms")
