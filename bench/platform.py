@@ -9,6 +9,11 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
    read model (``qi worker project --sink redis``) shows it as that sensor's latest reading. The
    **floor** is measured on the same probes in the same run: the time until a bare aiokafka
    consumer in this process sees the record (Kafka's own publish-to-consume latency here).
+   Alongside: the probe's score in the read model (readings -> score -> scores -> project-redis),
+   the CPU of every process during the load (psutil: ours by role, the stack's services by program,
+   the rest of the machine as "other"), the CPU until the read model caught up per second of load
+   (``platform_cores_to_keep_up``: more than the machine's cores means CPU-bound by construction),
+   and each runner worker's mean batch size and time from its /metrics.
 2. **restart_to_ready_s** per worker: once its warm spare waits (docs/decisions/0074), SIGKILL it,
    time until the supervisor has restarted it and its ``/ready`` answers 200;
    ``restart_by_warm_spare`` says whether the spare took over (else it was a cold start).
@@ -16,7 +21,7 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
    ``--log-events`` events, until the last record of every partition is readable again), with its
    memory-only floor.
 
-    python -m bench.platform [--rate 5000] [--seconds 30] [--log-events 1000000]
+    python -m bench.platform [--rate 5000] [--seconds 30] [--log-events 1000000] [--slice-ms 20] [--latency-only]
 """
 
 from __future__ import annotations
