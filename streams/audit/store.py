@@ -323,6 +323,20 @@ class AuditStore:
         r = await cur.fetchone()
         return Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]) if r else None
 
+    async def entry_and_latest_head(self, event_id: str) -> tuple[Entry, int, str] | tuple[None, None, None]:
+        """An event's entry with the latest head's size and signed note, in one round trip (``prove``)."""
+        cur = await (await self._reader()).execute(self._q(
+            "SELECT e.leaf_index, e.source_topic, e.source_partition, e.source_offset, e.source_event_id::text, "
+            "e.source_event_type, e.leaf_hash, e.appended_at, h.tree_size, h.note FROM {schema}.entries e "
+            "LEFT JOIN LATERAL (SELECT tree_size, note FROM {schema}.heads WHERE log_id = %s "
+            "ORDER BY tree_size DESC LIMIT 1) h ON true "
+            "WHERE e.log_id = %s AND e.source_event_id = %s ORDER BY e.leaf_index LIMIT 1"),
+            (self.log_id, self.log_id, event_id))
+        r = await cur.fetchone()
+        if r is None:
+            return None, None, None
+        return Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]), r[8], r[9]
+
     async def tiles(self, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not wanted:
             return {}
