@@ -8,12 +8,17 @@ warehouse, audit) and ``qi api`` serves it. Then, for ``--seconds`` each after a
 * **verify**: ``GET /verify/DCC-DEMO-0001`` (public; the rate limit is raised for the bench);
   **floor**: the Redis reads of the same data from Python (the GET of the live generation and the
   HGETALL of the certificate's and its validation's hashes, pipelined), same concurrency.
-* **sensor_24h**: ``GET /sensors/gauge-0001/s1/readings`` for the last 24 h (1,440 readings and
-  their scores, at most 1,000 points), every client asking for the same range (a live chart on
-  many screens: the API coalesces identical queries and reuses the answer for QI_API_CACHE_S);
-  **sensor_24h_distinct**: the same, but each request's range ends at a different second, so
-  every request is a ClickHouse query; **floor** (both): the same SQL posted from Python to the
+* **sensor_24h**: ``GET /sensors/gauge-0001/s1/readings``, a 24 h range (1,440 readings and their
+  scores, at most 1,000 points), **every request a range of its own**: client ``c`` of ``n`` asks
+  its ``j``-th request for the 24 h ending ``c + n*j`` seconds before the newest reading, so no
+  two requests in flight (nor within the API's reuse window) share a query: each is a ClickHouse
+  query; **floor**: the same SQL with the same distinct parameters posted from Python to the
   warehouse's SQL endpoint (the process owning chDB, decision 0061), same concurrency.
+* **sensor_24h_shared** (for comparison): every client asks the same range (one live chart on
+  many screens), which the API coalesces and reuses for QI_API_CACHE_S.
+* **client_floor**: the load generator alone against a trivial HTTP server in another process
+  (a fixed 200 answer): the most this client can measure on this machine.
+* **api_live**: ``GET /live`` of the API (no I/O): what serving through uvicorn + FastAPI costs.
 
 The load comes from a separate process with a minimal HTTP/1.1 keep-alive client on asyncio
 (``--clients`` connections, each sending its next request when the previous answer is in).
@@ -41,18 +46,21 @@ from bench._report import report  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".qi" / "bench-api"
+#: distinct ranges of sensor_24h: the 24 h ending 0 .. DISTINCT-1 seconds before the newest reading
+DISTINCT = 20_000
 
 
 # --- the load generator (its own process) -----------------------------------------------------
 
-async def _client(host: str, port: int, requests: list[bytes], until: float, lat: list[float], errors: list[int],
-                  statuses: dict[int, int]) -> None:
+async def _client(host: str, port: int, requests: list[bytes], first: int, step: int, until: float,
+                  lat: list[float], statuses: dict[int, int]) -> None:
+    """One keep-alive connection asking ``requests[first]``, ``requests[first + step]``, ... in turn."""
     reader, writer = await asyncio.open_connection(host, port)
-    i = 0
+    i = first
     try:
         while time.perf_counter() < until:
             req = requests[i % len(requests)]
-            i += 1
+            i += step
             t0 = time.perf_counter()
             writer.write(req)
             head = await reader.readuntil(b"\r\n\r\n")
@@ -64,8 +72,6 @@ async def _client(host: str, port: int, requests: list[bytes], until: float, lat
             await reader.readexactly(length)
             lat.append(time.perf_counter() - t0)
             statuses[status] = statuses.get(status, 0) + 1
-            if status != 200:
-                errors.append(status)
     finally:
         writer.close()
 
@@ -79,17 +85,17 @@ def _load(host: str, port: int, paths: list[str], headers: dict[str, str], clien
         pass
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers.items())
     requests = [f"GET {p} HTTP/1.1\r\nHost: {host}:{port}\r\n{extra}\r\n".encode() for p in paths]
+    # the warm-up starts each client half-way through its sequence, so the measured requests are new
+    half = len(requests) // 2
 
     async def go():
-        warm: list[float] = []
-        await asyncio.gather(*(_client(host, port, requests, time.perf_counter() + warmup_s, warm, [], {})
-                               for _ in range(clients)))
+        await asyncio.gather(*(_client(host, port, requests, half + c, clients, time.perf_counter() + warmup_s, [], {})
+                               for c in range(clients)))
         lat: list[float] = []
-        errors: list[int] = []
         statuses: dict[int, int] = {}
         t0 = time.perf_counter()
-        await asyncio.gather(*(_client(host, port, requests, t0 + seconds, lat, errors, statuses)
-                               for _ in range(clients)))
+        await asyncio.gather(*(_client(host, port, requests, c, clients, t0 + seconds, lat, statuses)
+                               for c in range(clients)))
         return lat, time.perf_counter() - t0, statuses
 
     lat, elapsed, statuses = asyncio.run(go())
@@ -97,6 +103,7 @@ def _load(host: str, port: int, paths: list[str], headers: dict[str, str], clien
 
 
 def load(url: str, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float, seconds: float) -> dict:
+    """``clients`` connections from a process of their own; client c asks paths[c], paths[c + clients], ..."""
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     q: mp.Queue = mp.get_context("spawn").Queue()
     p = mp.get_context("spawn").Process(target=_load, args=(host, int(port), paths, headers, clients, warmup_s,
@@ -105,6 +112,49 @@ def load(url: str, paths: list[str], headers: dict[str, str], clients: int, warm
     res = q.get(timeout=warmup_s + seconds + 120)
     p.join(30)
     return summary(res["lat"], res["elapsed"], res["statuses"])
+
+
+_TRIVIAL = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n{\"live\":true}"
+
+
+def _trivial_server(ready) -> None:
+    """A fixed 200 for every request on a keep-alive connection (the client's own ceiling)."""
+    try:
+        import uvloop
+        uvloop.install()
+    except ImportError:
+        pass
+
+    class Answer(asyncio.Protocol):
+        def connection_made(self, transport):
+            self.t, self.buf = transport, b""
+
+        def data_received(self, data):
+            self.buf += data
+            n = self.buf.count(b"\r\n\r\n")
+            if n:
+                self.buf = self.buf[self.buf.rindex(b"\r\n\r\n") + 4:]
+                self.t.write(_TRIVIAL * n)
+
+    async def serve():
+        server = await asyncio.get_running_loop().create_server(Answer, "127.0.0.1", 0)
+        ready.put(server.sockets[0].getsockname()[1])
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def client_floor(clients: int, warmup_s: float, seconds: float) -> dict:
+    ctx = mp.get_context("spawn")
+    ready: mp.Queue = ctx.Queue()
+    server = ctx.Process(target=_trivial_server, args=(ready,), daemon=True)
+    server.start()
+    try:
+        port = ready.get(timeout=60)
+        return load(f"http://127.0.0.1:{port}", ["/live"], {}, clients, warmup_s, seconds)
+    finally:
+        server.kill()
+        server.join(10)
 
 
 def summary(lat: list[float], elapsed: float, statuses: dict | None = None) -> dict:
@@ -117,17 +167,20 @@ def summary(lat: list[float], elapsed: float, statuses: dict | None = None) -> d
 # --- floors (in this process, same concurrency) ---------------------------------------------------
 
 async def _closed_loop(fn, clients: int, warmup_s: float, seconds: float) -> dict:
-    async def worker(until: float, lat: list[float]) -> None:
+    """``fn(i)`` in ``clients`` loops; loop c passes i = c, c + clients, ... (like the HTTP clients)."""
+    async def worker(first: int, until: float, lat: list[float]) -> None:
+        i = first
         while time.perf_counter() < until:
             t0 = time.perf_counter()
-            await fn()
+            await fn(i)
+            i += clients
             lat.append(time.perf_counter() - t0)
 
     warm: list[float] = []
-    await asyncio.gather(*(worker(time.perf_counter() + warmup_s, warm) for _ in range(clients)))
+    await asyncio.gather(*(worker(DISTINCT // 2 + c, time.perf_counter() + warmup_s, warm) for c in range(clients)))
     lat: list[float] = []
     t0 = time.perf_counter()
-    await asyncio.gather(*(worker(t0 + seconds, lat) for _ in range(clients)))
+    await asyncio.gather(*(worker(c, t0 + seconds, lat) for c in range(clients)))
     return summary(lat, time.perf_counter() - t0)
 
 
@@ -139,7 +192,7 @@ async def redis_floor(redis_url: str, prefix: str, certificate_id: str, clients:
     base = f"qi:{ns}lookups:"
     r = aioredis.from_url(redis_url, decode_responses=True, max_connections=clients)
 
-    async def one():
+    async def one(_: int):
         gen = await r.get(base + "current")
         async with r.pipeline(transaction=False) as p:
             p.hgetall(f"{base}{gen}:certificates:{certificate_id}")
@@ -156,18 +209,15 @@ async def redis_floor(redis_url: str, prefix: str, certificate_id: str, clients:
 async def clickhouse_floor(endpoint: str, database: str, params_for, clients: int, warmup_s: float,
                            seconds: float) -> dict:
     """The API's SQL for the 24 h series posted straight to the warehouse's SQL endpoint (aiohttp);
-    ``params_for(i)`` gives the i-th request's parameters (distinct ranges, like sensor_24h_distinct)."""
+    ``params_for(i)`` gives the i-th request's parameters (the distinct ranges of sensor_24h)."""
     import aiohttp
 
     from qi.api.routers.sensors import SERIES_SQL
 
-    n = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as c:
-        async def one():
-            nonlocal n
-            n += 1
+        async def one(i: int):
             async with c.post(f"{endpoint}/sql", json={"sql": SERIES_SQL, "database": database,
-                                                       "parameters": params_for(n)}) as r:
+                                                       "parameters": params_for(i)}) as r:
                 body = await r.read()
                 assert r.status == 200, body[:300]
 
@@ -195,6 +245,7 @@ def main() -> None:
     from tests.api.world import SENSOR, TWIN, VALID, start_world, stop_world
 
     shutil.rmtree(RUN_DIR, ignore_errors=True)
+    load_before = list(os.getloadavg())
     stack = LocalStack(RUN_DIR / "stack", start_timeout_s=120, log_storage="memory")
     stack.up()
     world = None
@@ -218,31 +269,35 @@ def main() -> None:
                             QI_API_VERIFY_RATE_PER_S="1000000", QI_API_VERIFY_BURST="1000000",
                             QI_LOG_LEVEL="warning")
         rows = []
+        both = {"clients": args.clients, "warmup_s": args.warmup, "seconds": args.seconds}
+        print(f"client_floor / api_live: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        cf = client_floor(**both)
+        live = load(world.url, ["/live"], {}, **both)
         # verify
         print(f"verify: {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        v = load(world.url, [f"/verify/{VALID}"], {}, args.clients, args.warmup, args.seconds)
+        v = load(world.url, [f"/verify/{VALID}"], {}, **both)
         vf = asyncio.run(redis_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
         rows.append({"name": "verify", **v, "floor_per_s": vf["requests_per_s"], "floor_p50_ms": vf["p50_ms"],
                      "floor_p99_ms": vf["p99_ms"]})
-        # sensor_24h
+        # sensor_24h: request k asks for the 24 h ending k seconds before the newest reading's minute
         to = world.now + timedelta(minutes=1)
         frm = to - timedelta(hours=24)
-        path = (f"/sensors/{TWIN}/{SENSOR}/readings?from={frm.strftime('%Y-%m-%dT%H:%M:%SZ')}"
-                f"&to={to.strftime('%Y-%m-%dT%H:%M:%SZ')}&max_points=1000")
-        print(f"sensor_24h: {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        token = world.token(Role.reader, "bench")
-        s = load(world.url, [path], {"Authorization": f"Bearer {token}"}, args.clients, args.warmup, args.seconds)
-        # the same 24 h, each request ending at a different second: nothing to coalesce or reuse
-        distinct = [(f"/sensors/{TWIN}/{SENSOR}/readings?from={(frm - timedelta(seconds=k)).strftime('%Y-%m-%dT%H:%M:%SZ')}"
-                     f"&to={(to - timedelta(seconds=k)).strftime('%Y-%m-%dT%H:%M:%SZ')}&max_points=1000")
-                    for k in range(5000)]
-        print(f"sensor_24h_distinct: {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        sd = load(world.url, distinct, {"Authorization": f"Bearer {token}"}, args.clients, args.warmup, args.seconds)
+        fmt = "%Y-%m-%dT%H:%M:%SZ"
+
+        def series_path(k: int) -> str:
+            return (f"/sensors/{TWIN}/{SENSOR}/readings?from={(frm - timedelta(seconds=k)).strftime(fmt)}"
+                    f"&to={(to - timedelta(seconds=k)).strftime(fmt)}&max_points=1000")
+
+        reader = {"Authorization": f"Bearer {world.token(Role.reader, 'bench')}"}
+        print(f"sensor_24h (a range per request): {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        s = load(world.url, [series_path(k) for k in range(DISTINCT)], reader, **both)
+        print(f"sensor_24h_shared (one range for all): {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        shared = load(world.url, [series_path(0)], reader, **both)
         endpoint = find_endpoint(work, f"chdb://{work / 'chdb'}")
         f_us, t_us = _us(frm.replace(tzinfo=UTC)), _us(to.replace(tzinfo=UTC))
 
         def params_for(i: int) -> dict:
-            k = (i % 5000) * 1_000_000
+            k = (i % DISTINCT) * 1_000_000
             return {"twin": TWIN, "sensor": SENSOR, "from_us": f_us - k, "to_us": t_us - k,
                     "bucket_us": max(1, -(-(t_us - f_us) // 1000))}
 
@@ -251,8 +306,11 @@ def main() -> None:
         print(f"one query at a time on the warehouse endpoint: p50 {one['p50_ms']:.1f} ms", flush=True)
         rows.append({"name": "sensor_24h", **s, "floor_per_s": sf["requests_per_s"], "floor_p50_ms": sf["p50_ms"],
                      "floor_p99_ms": sf["p99_ms"]})
-        rows.append({"name": "sensor_24h_distinct", **sd, "floor_per_s": sf["requests_per_s"],
+        rows.append({"name": "sensor_24h_shared", **shared, "floor_per_s": sf["requests_per_s"],
                      "floor_p50_ms": sf["p50_ms"], "floor_p99_ms": sf["p99_ms"]})
+        for name, r in (("client_floor", cf), ("api_live", live)):
+            rows.append({"name": name, **r, "floor_per_s": cf["requests_per_s"], "floor_p50_ms": cf["p50_ms"],
+                         "floor_p99_ms": cf["p99_ms"]})
         table = [{k: r[k] for k in ("name", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "floor_per_s",
                                     "floor_p50_ms", "floor_p99_ms")} for r in rows]
         path_out = report("api", table, params={**vars(args), "machine_note": "shared 2-core machine, loaded"})
@@ -261,6 +319,7 @@ def main() -> None:
             doc[r["name"]] = {k: r[k] for k in ("requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms",
                                                 "floor_per_s", "floor_p50_ms", "floor_p99_ms", "statuses")}
         doc["sensor_24h_single_query_p50_ms"] = one["p50_ms"]
+        doc["load_average"] = {"before": load_before, "after": list(os.getloadavg())}
         doc["goals"] = {"verify": {"requests_per_s": 2000, "p99_ms": 50}, "sensor_24h": {"p95_ms": 200}}
         path_out.write_text(json.dumps(doc, indent=2))
         for r in rows:

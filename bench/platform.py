@@ -9,6 +9,11 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
    read model (``qi worker project --sink redis``) shows it as that sensor's latest reading. The
    **floor** is measured on the same probes in the same run: the time until a bare aiokafka
    consumer in this process sees the record (Kafka's own publish-to-consume latency here).
+   Alongside: the probe's score in the read model (readings -> score -> scores -> project-redis),
+   the CPU of every process during the load (psutil: ours by role, the stack's services by program,
+   the rest of the machine as "other"), the CPU until the read model caught up per second of load
+   (``platform_cores_to_keep_up``: more than the machine's cores means CPU-bound by construction),
+   and each runner worker's mean batch size and time from its /metrics.
 2. **restart_to_ready_s** per worker: once its warm spare waits (docs/decisions/0074), SIGKILL it,
    time until the supervisor has restarted it and its ``/ready`` answers 200;
    ``restart_by_warm_spare`` says whether the spare took over (else it was a cold start).
@@ -16,7 +21,7 @@ every worker (validate, score, the three projectors, audit, bridge) under the su
    ``--log-events`` events, until the last record of every partition is readable again), with its
    memory-only floor.
 
-    python -m bench.platform [--rate 5000] [--seconds 30] [--log-events 1000000]
+    python -m bench.platform [--rate 5000] [--seconds 30] [--log-events 1000000] [--slice-ms 20] [--latency-only]
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ sys.path[0] = str(Path(__file__).resolve().parents[1])
 
 import argparse
 import asyncio
+import json
 import os
 import shutil
 import signal
@@ -36,8 +42,10 @@ import statistics
 import subprocess
 import time
 import uuid
+from collections import defaultdict
 from datetime import UTC, datetime
 
+import psutil
 from aiokafka import AIOKafkaConsumer  # noqa: E402
 
 from bench import log_restart  # noqa: E402
@@ -73,7 +81,88 @@ def encoded_reading(serde, topic: str, i: int, twin: str, sensor: str) -> Outgoi
     return OutgoingRecord(topic, f"{twin}/{sensor}".encode(), value)
 
 
-async def latency(platform: Platform, rate: int, seconds: float) -> dict:
+def _labels() -> dict[int, str]:
+    """pid -> what it is: a fleet instance (or its warm spare), the supervisor, a stack service."""
+    state = load_state(RUN_DIR)
+    out: dict[int, str] = {}
+    if state is not None:
+        out[state.supervisor_pid] = "supervisor"
+        for name, st in state.instances.items():
+            if st.pid:
+                out[st.pid] = name
+            if st.standby_pid:
+                out[st.standby_pid] = f"{name} (spare)"
+    return out
+
+
+def _cpu_times() -> dict[int, tuple[str, float]]:
+    """CPU seconds (user+system) of every process on the machine, labelled: ours by role, the
+    stack's services by program, everything else (other people's work on this machine) as 'other'."""
+    labels = _labels()
+    me = os.getpid()
+    out: dict[int, tuple[str, float]] = {}
+    for proc in psutil.process_iter(["pid", "name", "cmdline", "cpu_times"]):
+        try:
+            t = proc.info["cpu_times"]
+            if t is None:
+                continue
+            pid = proc.info["pid"]
+            label = labels.get(pid)
+            if label is None and pid == me:
+                label = "bench (publisher, floor consumer, watcher)"
+            if label is None:
+                ours = str(RUN_DIR) in " ".join(proc.info["cmdline"] or [])
+                if not ours:
+                    try:
+                        ours = proc.environ().get("QI_STACK_RUN_DIR") == str(RUN_DIR)
+                    except (psutil.AccessDenied, psutil.ZombieProcess):
+                        ours = False
+                label = f"stack: {proc.info['name']}" if ours else "other (not this benchmark)"
+            out[pid] = (label, t.user + t.system)
+        except (psutil.NoSuchProcess, psutil.AccessDenied):
+            continue
+    return out
+
+
+def cpu_cores(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+              seconds: float) -> dict[str, float]:
+    """Cores used per label between two snapshots (a process started in between counts from 0)."""
+    used: dict[str, float] = defaultdict(float)
+    for pid, (label, t1) in after.items():
+        t0 = before.get(pid, (label, 0.0))[1]
+        used[label] += max(t1 - t0, 0.0) / seconds
+    return dict(sorted(((k, round(v, 2)) for k, v in used.items()), key=lambda kv: -kv[1]))
+
+
+def batch_stats(names: list[str]) -> dict[str, dict[str, float]]:
+    """Per runner worker, from its /metrics: batches, records and seconds of batch handling so far."""
+    out = {}
+    for name in names:
+        try:
+            m = probe.metrics(RUN_DIR, name)
+        except probe.NoAnswer:
+            continue
+        if "qi_batch_seconds_count" not in m:
+            continue
+        out[name] = {"batches": probe.total(m, "qi_batch_seconds_count"),
+                     "seconds": probe.total(m, "qi_batch_seconds_sum"),
+                     "records": probe.total(m, "qi_batch_size_sum")}
+    return out
+
+
+def batch_delta(before: dict, after: dict) -> dict[str, dict[str, float]]:
+    """Mean batch size and fetch-to-commit time per worker during the load."""
+    out = {}
+    for name, a in after.items():
+        b = before.get(name, {"batches": 0, "seconds": 0, "records": 0})
+        n = a["batches"] - b["batches"]
+        if n > 0:
+            out[name] = {"batches": int(n), "mean_records": round((a["records"] - b["records"]) / n),
+                         "mean_batch_ms": round(1000 * (a["seconds"] - b["seconds"]) / n, 1)}
+    return out
+
+
+async def latency(platform: Platform, rate: int, seconds: float, slice_s: float = SLICE_S) -> dict:
     """Steady load with probes; per probe: publish->Redis read model, and publish->bare consumer."""
     from projections.redis_sink import Lookups
     from projections.registry import PROJECTIONS
@@ -82,7 +171,8 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
     topic = platform.topics.topic("readings")
     sent_at: dict[str, float] = {}          # probe sensor -> monotonic time handed to the producer
     seen_kafka: dict[str, float] = {}
-    seen_model: dict[str, float] = {}
+    seen_model: dict[str, float] = {}     # the probe's reading in the Redis read model
+    seen_score: dict[str, float] = {}     # the probe's AnomalyScored in the Redis read model
     consumer = AIOKafkaConsumer(topic, bootstrap_servers=platform.endpoints().kafka, auto_offset_reset="latest",
                                 group_id=f"bench-floor-{uuid.uuid4().hex[:6]}", enable_auto_commit=False)
     await consumer.start()
@@ -101,16 +191,34 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
                         seen_kafka.setdefault(m.key.decode().split("/")[-1], now)
 
     async def watch_model() -> None:
-        while not stop.is_set() or len(seen_model) < len(sent_at):
-            for sensor in [s for s in sent_at if s not in seen_model]:
-                if (await lookups.sensor("bench-probe", sensor))["reading"] is not None:
-                    seen_model[sensor] = time.monotonic()
-            await asyncio.sleep(0.01)
+        """Every 10 ms, one pipelined round trip asks which pending probes the read model shows:
+        the reading (readings -> project-redis) and its score (readings -> score -> scores ->
+        project-redis). One round trip, not two per probe: the watcher must not load Redis."""
+        import redis.asyncio as aioredis
+
+        r = aioredis.from_url(platform.endpoints().redis or "", decode_responses=True)
+        try:
+            while not stop.is_set() or len(seen_model) < len(sent_at) or len(seen_score) < len(sent_at):
+                gen = await r.get(lookups.base + "current")
+                pending = [(table, s, d) for table, d in (("sensor_latest", seen_model), ("sensor_score", seen_score))
+                           for s in list(sent_at) if s not in d]
+                if gen is not None and pending:
+                    pipe = r.pipeline(transaction=False)
+                    for table, s, _ in pending:
+                        pipe.exists(f"{lookups.base}{gen}:{table}:bench-probe:{s}")
+                    found = await pipe.execute()
+                    now = time.monotonic()
+                    for (_, s, d), hit in zip(pending, found):
+                        if hit:
+                            d[s] = now
+                await asyncio.sleep(0.01)
+        finally:
+            await r.aclose()
 
     floor_task, model_task = asyncio.create_task(floor()), asyncio.create_task(watch_model())
-    per_slice = max(1, round(rate * SLICE_S))
-    n_slices = int(seconds / SLICE_S)
-    probe_every = max(1, round(PROBE_EVERY_S / SLICE_S))
+    per_slice = max(1, round(rate * slice_s))
+    n_slices = int(seconds / slice_s)
+    probe_every = max(1, round(PROBE_EVERY_S / slice_s))
     slices = []
     for k in range(n_slices):
         base = k * per_slice
@@ -131,6 +239,10 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
         finally:
             in_flight.release()
 
+    names = sorted(load_state(RUN_DIR).instances)
+    batches0 = await asyncio.to_thread(batch_stats, names)
+    cpu0 = await asyncio.to_thread(_cpu_times)
+    cpu_t0 = time.monotonic()
     async with platform.publisher(serde) as pub:
         t0 = time.monotonic()
         sends = []
@@ -139,17 +251,24 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
             if probe_sensor:
                 sent_at[probe_sensor] = time.monotonic()
             sends.append(asyncio.create_task(send(batch)))
-            delay = t0 + (k + 1) * SLICE_S - time.monotonic()
+            delay = t0 + (k + 1) * slice_s - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
         await asyncio.gather(*sends)
         elapsed = time.monotonic() - t0
+    cpu1 = await asyncio.to_thread(_cpu_times)
+    cpu = cpu_cores(cpu0, cpu1, time.monotonic() - cpu_t0)
+    batches = batch_delta(batches0, await asyncio.to_thread(batch_stats, names))
+    load = os.getloadavg()
     stop.set()
     await floor_task
     try:  # probes the read model has not shown 60 s after the load ended count as missing
         await asyncio.wait_for(model_task, 60)
     except TimeoutError:
         pass
+    # CPU from the load's start until the read model showed every probe's score (the fleet caught
+    # up), per second of load: the cores the platform needs to keep up with this rate
+    demand = cpu_cores(cpu0, await asyncio.to_thread(_cpu_times), elapsed)
     await consumer.stop()
     await lookups.close()
 
@@ -160,7 +279,12 @@ async def latency(platform: Platform, rate: int, seconds: float) -> dict:
     return {"rate_asked": rate, "rate_achieved": published / elapsed, "probes": len(sent_at),
             "probes_in_read_model": len(seen_model),
             "publish_to_read_model_p50_ms": pct(seen_model, 0.5), "publish_to_read_model_p99_ms": pct(seen_model, 0.99),
-            "floor_p50_ms": pct(seen_kafka, 0.5), "floor_p99_ms": pct(seen_kafka, 0.99)}
+            "floor_p50_ms": pct(seen_kafka, 0.5), "floor_p99_ms": pct(seen_kafka, 0.99),
+            "score_in_read_model_p50_ms": pct(seen_score, 0.5), "score_in_read_model_p99_ms": pct(seen_score, 0.99),
+            "loadavg_during_load": [round(x, 1) for x in load],
+            "cpu_cores_total": round(sum(cpu.values()), 2), "cpu_cores": cpu, "batches_during_load": batches,
+            "platform_cores_to_keep_up": round(sum(v for k, v in demand.items() if not k.startswith("other")), 2),
+            "cpu_cores_until_caught_up": demand}
 
 
 def restart_to_ready(names: list[str]) -> tuple[dict[str, float], dict[str, bool]]:
@@ -186,6 +310,11 @@ def main() -> None:
     ap.add_argument("--log-events", type=int, default=1_000_000)
     ap.add_argument("--log-storage", choices=["durable", "memory"], default="durable",
                     help="the fleet's Kafka log (durable: the embedded default)")
+    ap.add_argument("--slice-ms", type=float, default=SLICE_S * 1000,
+                    help="readings are handed to the producer in slices this far apart (the probe is the last "
+                         "of its slice, stamped when handed over; the others waited up to one slice)")
+    ap.add_argument("--latency-only", action="store_true",
+                    help="measure publish_to_read_model only (no restarts, no log restart): for iterating")
     args = ap.parse_args()
 
     shutil.rmtree(RUN_DIR, ignore_errors=True)
@@ -197,7 +326,13 @@ def main() -> None:
         probe.wait_ready(RUN_DIR, names, timeout_s=180)
         os.environ["QI_STACK_RUN_DIR"] = str(RUN_DIR)
         platform = Platform(Settings.from_env())
-        lat = asyncio.run(latency(platform, args.rate, args.seconds))
+        lat = asyncio.run(latency(platform, args.rate, args.seconds, args.slice_ms / 1000))
+        if args.latency_only:
+            detail = ("cpu_cores", "batches_during_load", "cpu_cores_until_caught_up")
+            report("platform", [{k: v for k, v in lat.items() if k not in detail}],
+                   params={**vars(args), "workers": names, **{k: lat[k] for k in detail}})
+            print(json.dumps({k: lat[k] for k in detail}, indent=1))
+            return
         probe.wait_ready(RUN_DIR, names, timeout_s=180)
         restarts, promoted = restart_to_ready(names)
     finally:
@@ -215,6 +350,18 @@ def main() -> None:
     report("platform", [row], params={**vars(args), "workers": names, "read_model": "redis sensor latest",
                                       "goals": {"p99_ms": 1000, "restart_to_ready_s": 5, "log_restart_s": 10},
                                       "median_restart_s": statistics.median(restarts.values())})
+    print(f"\nCPU during the load ({lat['cpu_cores_total']:.2f} cores of {os.cpu_count()} in use, load average "
+          f"{lat['loadavg_during_load']}):")
+    for label, cores in lat["cpu_cores"].items():
+        print(f"  {cores:5.2f}  {label}")
+    print(f"\nCPU per second of load until the read model caught up (the platform, without 'other': "
+          f"{lat['platform_cores_to_keep_up']:.2f} cores needed to keep up):")
+    for label, cores in lat["cpu_cores_until_caught_up"].items():
+        if cores >= 0.01:
+            print(f"  {cores:5.2f}  {label}")
+    print("\nbatches during the load (mean records, mean fetch-to-commit ms):")
+    for name, b in lat["batches_during_load"].items():
+        print(f"  {name:20} {b['batches']:6} batches  {b['mean_records']:6} records  {b['mean_batch_ms']:8.1f} ms")
 
 
 if __name__ == "__main__":

@@ -217,6 +217,8 @@ class ProjectionProcessor(Processor):
     """
 
     decode = "plain"
+    #: the sink's positions are the checkpoint: the group's offsets are committed in the background
+    commit_every_s = 1.0
 
     def __init__(self, projection: Projection, sink: Sink, *, name: str | None = None, pipelined: bool = True,
                  retry_initial_s: float = 0.2, retry_max_s: float = 5.0) -> None:

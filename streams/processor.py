@@ -47,6 +47,11 @@ class Processor:
     decode: ClassVar[DecodeMode] = "logical"
     #: Most records per batch for this processor; None: ``RunnerSettings.max_batch``.
     max_batch: int | None = None
+    #: None: the consumer group's offsets are the checkpoint, committed (and awaited) after every
+    #: batch. A number of seconds: the processor's sink stores its own positions and seeks there at
+    #: assignment, so the group's offsets are only informational; the runner commits them in the
+    #: background at most this often and a batch never waits for it (docs/decisions/0066).
+    commit_every_s: float | None = None
 
     async def start(self) -> None:
         """Open connections. Called once before the consumer joins the group."""

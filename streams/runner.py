@@ -13,7 +13,10 @@ Per fetch::
 Input offsets are committed only after every output of the batch is
 acknowledged and the processor has flushed, so a crash anywhere redelivers
 the batch (at-least-once); outputs carry ids derived from their inputs, so
-sinks deduplicate. The runner does not fetch while a batch is in flight, and
+sinks deduplicate. A processor whose sink stores its own positions (``commit_every_s``, the
+projections) has the group's offsets committed in the background at most that often instead:
+they are not its checkpoint, and the broker's offset commit (object writes on the durable log)
+would otherwise hold up every batch (docs/decisions/0066). The runner does not fetch while a batch is in flight, and
 pauses its partitions while it retries, so memory is bounded by one batch
 plus the consumer's fetch buffer.
 
@@ -98,6 +101,10 @@ class BatchRunner:
         self._log = log.bind(worker=processor.name, group=group_id)
         self._member_file = member_file  # a supervised instance: evict its dead predecessor (0073)
         self._last_report = time.monotonic()
+        # processors checkpointed by their sink: group offsets committed in the background (0066)
+        self._uncommitted: dict[TopicPartition, int] = {}
+        self._commit_task: asyncio.Task[None] | None = None
+        self._last_commit = 0.0
 
     @property
     def processor(self) -> Processor:
@@ -175,6 +182,7 @@ class BatchRunner:
     async def _shutdown(self) -> None:
         if self._consumer is not None:
             try:
+                await self._commit_pending()
                 await self._consumer.stop()  # leaves the group
                 if self._member_file is not None:
                     self._member_file.clear()
@@ -284,6 +292,22 @@ class BatchRunner:
         assert self._consumer is not None
         if not ends:
             return
+        every = self._processor.commit_every_s
+        if every is None:
+            await self._commit_now(ends)
+        else:  # the sink holds the checkpoint: commit later, in the background, never awaited here
+            self._uncommitted.update(ends)
+            now = time.monotonic()
+            if (self._commit_task is None or self._commit_task.done()) and now - self._last_commit >= every:
+                pending, self._uncommitted, self._last_commit = self._uncommitted, {}, now
+                self._commit_task = asyncio.create_task(self._commit_now(pending))
+        for tp, end in ends.items():
+            hw = self._consumer.highwater(tp)
+            if hw is not None:
+                self.metrics.set_lag(tp.topic, tp.partition, max(hw - end, 0))
+
+    async def _commit_now(self, ends: dict[TopicPartition, int]) -> None:
+        assert self._consumer is not None
         try:
             await self._consumer.commit(ends)
         except (CommitFailedError, IllegalStateError) as e:
@@ -292,10 +316,16 @@ class BatchRunner:
             self._log.warning("runner.commit_failed", error=str(e))
         except KafkaError as e:
             self._log.warning("runner.commit_failed", error=str(e), retriable=getattr(e, "retriable", False))
-        for tp, end in ends.items():
-            hw = self._consumer.highwater(tp)
-            if hw is not None:
-                self.metrics.set_lag(tp.topic, tp.partition, max(hw - end, 0))
+
+    async def _commit_pending(self) -> None:
+        """Wait for a background commit in flight, then commit what is left (before leaving the
+        group or letting partitions go)."""
+        task, self._commit_task = self._commit_task, None
+        if task is not None:
+            await task
+        if self._uncommitted:
+            pending, self._uncommitted = self._uncommitted, {}
+            await self._commit_now(pending)
 
     async def _retrying(self, what: str, op: Callable[[], Awaitable[T]]) -> T:
         """Run ``op``; on a transient failure pause, back off (with jitter) and try again until stopped."""
@@ -384,6 +414,7 @@ class BatchRunner:
         async with self._lock:  # the batch in flight is committed before we let go
             self._epoch += 1
             await self._processor.revoked(set(revoked))
+            await self._commit_pending()
         self.metrics.forget_partitions([(tp.topic, tp.partition) for tp in revoked])
         self._log.info("runner.revoked", partitions=sorted(f"{tp.topic}/{tp.partition}" for tp in revoked))
 

@@ -55,6 +55,8 @@ class ClickHouseProjector(Processor):
     name = "project-clickhouse"
     families = tuple(FAMILIES)
     decode = "plain"
+    #: the warehouse's positions are the checkpoint: the group's offsets are committed in the background
+    commit_every_s = 1.0
 
     def __init__(self, warehouse: ClickHouseWarehouse, *, batch_rows: int = 20_000,
                  batch_max_delay_ms: int = 200) -> None:

@@ -118,7 +118,7 @@ def require(*roles: Role):
     allowed = frozenset(roles) | {Role.admin}
     names = ", ".join(sorted(r.value for r in allowed))
 
-    def dependency(request: Request) -> Principal:
+    async def dependency(request: Request) -> Principal:
         tokens: Tokens = request.app.state.tokens
         token = bearer(request)
         try:

@@ -1,4 +1,7 @@
-"""Dependencies injected per request: the sources, the settings and the caller's principal."""
+"""Dependencies injected per request: the sources, the settings and the caller's principal.
+
+Every dependency is a coroutine: FastAPI runs a plain ``def`` dependency in a thread pool, a
+thread hop per request for what is an attribute read (decision 0118)."""
 
 from __future__ import annotations
 
@@ -8,9 +11,9 @@ from qi.api.sources.container import ApiSources
 from qi.config import ApiSettings
 
 
-def sources(request: Request) -> ApiSources:
+async def sources(request: Request) -> ApiSources:
     return request.app.state.sources
 
 
-def settings(request: Request) -> ApiSettings:
+async def settings(request: Request) -> ApiSettings:
     return request.app.state.settings

@@ -20,8 +20,15 @@ def _long(n: int) -> bytes:
 
 
 def _ulong(n: int) -> bytes:
-    """``_long`` for n >= 0 (indexes, offsets)."""
-    return _SMALL[n] if n < 8192 else encode_long(n)
+    """``_long`` for n >= 0 (indexes, offsets); the 3- and 4-byte varints (n < 2^27) inline."""
+    if n < 8192:
+        return _SMALL[n]
+    z = n << 1  # zigzag of n >= 0
+    if z < 1 << 21:
+        return bytes(((z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, z >> 14))
+    if z < 1 << 28:
+        return bytes(((z & 0x7F) | 0x80, ((z >> 7) & 0x7F) | 0x80, ((z >> 14) & 0x7F) | 0x80, z >> 21))
+    return encode_long(n)
 
 
 _LEN32 = encode_long(32)  # a leaf hash is always 32 bytes (SHA-256)

@@ -22,18 +22,17 @@ async def _range_hashes(store: AuditStore, ranges: list[tuple[int, int]]) -> lis
 
 async def inclusion_document(store: AuditStore, event_id: str) -> dict[str, Any]:
     """The inclusion proof of an event's leaf against the latest signed head."""
-    entry = await store.entry_for_event(event_id)
+    entry, size, note = await store.entry_and_latest_head(event_id)  # one round trip, then one for tiles
     if entry is None:
         raise NotInLog(f"event {event_id} is not in log {store.log_id}", what="event")
-    head = await store.latest_head()
-    if head is None or head.tree_size <= entry.leaf_index:
+    if size is None or size <= entry.leaf_index:
         raise NotInLog(f"leaf {entry.leaf_index} is not covered by a signed head yet; retry after the next head",
                        what="head")
-    hashes = await _range_hashes(store, inclusion_ranges(entry.leaf_index, head.tree_size))
+    hashes = await _range_hashes(store, inclusion_ranges(entry.leaf_index, size))
     return {
         "kind": "inclusion", "log_id": store.log_id, "event_id": event_id, "leaf_index": entry.leaf_index,
-        "tree_size": head.tree_size, "leaf_hash": _b64(entry.leaf_hash), "hashes": [_b64(h) for h in hashes],
-        "checkpoint": head.note,
+        "tree_size": size, "leaf_hash": _b64(entry.leaf_hash), "hashes": [_b64(h) for h in hashes],
+        "checkpoint": note,
         "source": {"topic": entry.source_topic, "partition": entry.source_partition,
                    "offset": entry.source_offset, "event_type": entry.source_event_type},
     }

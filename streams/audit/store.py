@@ -8,6 +8,7 @@ writer can never fork the tree (:class:`WriterConflict`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -104,6 +105,8 @@ class BatchCommit:
     positions: dict[tuple[str, int], int]
     heads: list[Head] = field(default_factory=list)
     appended_at: datetime | None = None  # of every entry; required when there are entries
+    published_through: int | None = None  # acknowledgements of earlier batches, noted in the same write
+    published_heads: list[int] = field(default_factory=list)
 
 
 def _copy_text(s: str) -> str:
@@ -141,6 +144,10 @@ class AuditStore:
         self.log_id = log_id
         self._schema = schema
         self._conn: psycopg.AsyncConnection | None = None
+        # the writer's transactions on ``_conn`` never interleave (the audit worker commits one batch
+        # while it publishes another, decision 0140)
+        self._write_lock = asyncio.Lock()
+        self._rconn: psycopg.AsyncConnection | None = None
 
     def _q(self, text: str) -> sql.Composed:
         return sql.SQL(text).format(schema=sql.Identifier(self._schema))
@@ -164,6 +171,9 @@ class AuditStore:
             raise AuditStoreError(f"cannot reach Postgres: {e}", retriable=True) from e
 
     async def close(self) -> None:
+        if self._rconn is not None:
+            await self._rconn.close()
+            self._rconn = None
         if self._conn is not None:
             await self._conn.close()
             self._conn = None
@@ -181,7 +191,8 @@ class AuditStore:
 
     async def load(self) -> LoadedState:
         try:
-            return await self._load(await self._live())
+            async with self._write_lock:
+                return await self._load(await self._live())
         except psycopg.Error as e:
             raise AuditStoreError(f"cannot load the audit log: {e}", retriable=True) from e
 
@@ -215,13 +226,19 @@ class AuditStore:
 
         Every database error is retriable: the audit log stalls (and says so) rather than skip a leaf.
         """
+        async with self._write_lock:
+            await self._commit(batch)
+
+    async def _commit(self, batch: BatchCommit) -> None:
         c = await self._live()
         try:
             async with c.transaction():
                 cur = await c.execute(self._q(
-                    "UPDATE {schema}.logs SET tree_size = %s, compact = %s, updated_at = now() "
+                    "UPDATE {schema}.logs SET tree_size = %s, compact = %s, updated_at = now(), "
+                    "published_through = GREATEST(published_through, %s) "
                     "WHERE log_id = %s AND tree_size = %s"),
-                    (batch.tree_size, batch.compact, self.log_id, batch.expected_size))
+                    (batch.tree_size, batch.compact, batch.published_through or 0, self.log_id,
+                     batch.expected_size))
                 if cur.rowcount != 1:
                     found = await c.execute(self._q("SELECT tree_size FROM {schema}.logs WHERE log_id = %s"),
                                             (self.log_id,))
@@ -249,10 +266,18 @@ class AuditStore:
                             "INSERT INTO {schema}.heads (log_id, tree_size, root, signatures, note, signed_at) "
                             "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING"),
                             (self.log_id, h.tree_size, h.root, json.dumps(h.signatures), h.note, h.signed_at))
+                    if batch.published_heads:
+                        await cur.execute(self._q(
+                            "UPDATE {schema}.heads SET published = true WHERE log_id = %s AND tree_size = ANY(%s)"),
+                            (self.log_id, batch.published_heads))
         except psycopg.Error as e:
             raise AuditStoreError(f"audit commit failed: {e}", retriable=True) from e
 
     async def mark_published(self, through: int, head_sizes: list[int]) -> None:
+        async with self._write_lock:
+            await self._mark_published(through, head_sizes)
+
+    async def _mark_published(self, through: int, head_sizes: list[int]) -> None:
         c = await self._live()
         try:
             async with c.transaction():
@@ -268,24 +293,49 @@ class AuditStore:
 
     # ---------------------------------------------------------------- reads
 
+    async def _reader(self) -> psycopg.AsyncConnection:
+        """A second connection, in autocommit, for reads: one round trip per query (no transaction
+        to end), and reads never wait for (or interleave with) the writer's transaction."""
+        if self._conn is None:
+            raise AuditStoreError("audit store not started", retriable=False)
+        r = self._rconn
+        if r is None or r.closed:
+            try:
+                r = self._rconn = await psycopg.AsyncConnection.connect(self._dsn, autocommit=True)
+            except psycopg.OperationalError as e:
+                raise AuditStoreError(f"cannot reach Postgres: {e}", retriable=True) from e
+        return r
+
     async def entries(self, start: int, end: int) -> list[Entry]:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT leaf_index, source_topic, source_partition, source_offset, source_event_id::text, "
             "source_event_type, leaf_hash, appended_at FROM {schema}.entries "
             "WHERE log_id = %s AND leaf_index >= %s AND leaf_index < %s ORDER BY leaf_index"),
             (self.log_id, start, end))
         rows = await cur.fetchall()
-        await self.conn.rollback()
         return [Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]) for r in rows]
 
     async def entry_for_event(self, event_id: str) -> Entry | None:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT leaf_index, source_topic, source_partition, source_offset, source_event_id::text, "
             "source_event_type, leaf_hash, appended_at FROM {schema}.entries "
             "WHERE log_id = %s AND source_event_id = %s ORDER BY leaf_index LIMIT 1"), (self.log_id, event_id))
         r = await cur.fetchone()
-        await self.conn.rollback()
         return Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]) if r else None
+
+    async def entry_and_latest_head(self, event_id: str) -> tuple[Entry, int, str] | tuple[None, None, None]:
+        """An event's entry with the latest head's size and signed note, in one round trip (``prove``)."""
+        cur = await (await self._reader()).execute(self._q(
+            "SELECT e.leaf_index, e.source_topic, e.source_partition, e.source_offset, e.source_event_id::text, "
+            "e.source_event_type, e.leaf_hash, e.appended_at, h.tree_size, h.note FROM {schema}.entries e "
+            "LEFT JOIN LATERAL (SELECT tree_size, note FROM {schema}.heads WHERE log_id = %s "
+            "ORDER BY tree_size DESC LIMIT 1) h ON true "
+            "WHERE e.log_id = %s AND e.source_event_id = %s ORDER BY e.leaf_index LIMIT 1"),
+            (self.log_id, self.log_id, event_id))
+        r = await cur.fetchone()
+        if r is None:
+            return None, None, None
+        return Entry(r[0], r[1], r[2], r[3], r[4], r[5], bytes(r[6]), r[7]), r[8], r[9]
 
     async def tiles(self, wanted: set[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
         if not wanted:
@@ -295,47 +345,41 @@ class AuditStore:
                                    for lvl, idx in sorted(wanted))
         query = sql.SQL("SELECT level, idx, hashes FROM {schema}.tiles WHERE log_id = %s AND ({ors})").format(
             schema=sql.Identifier(self._schema), ors=ors)
-        cur = await self.conn.execute(query, (self.log_id,))
+        cur = await (await self._reader()).execute(query, (self.log_id,))
         rows = await cur.fetchall()
-        await self.conn.rollback()
         return {(lvl, idx): bytes(h) for lvl, idx, h in rows}
 
     async def all_tiles(self) -> list[tuple[int, int, bytes]]:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT level, idx, hashes FROM {schema}.tiles WHERE log_id = %s ORDER BY level, idx"), (self.log_id,))
         rows = await cur.fetchall()
-        await self.conn.rollback()
         return [(lvl, idx, bytes(h)) for lvl, idx, h in rows]
 
     async def heads(self, *, unpublished_only: bool = False) -> list[Head]:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
             "WHERE log_id = %s" + (" AND NOT published" if unpublished_only else "") + " ORDER BY tree_size"),
             (self.log_id,))
         rows = await cur.fetchall()
-        await self.conn.rollback()
         return [Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) for r in rows]
 
     async def head_at_least(self, size: int) -> Head | None:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
             "WHERE log_id = %s AND tree_size >= %s ORDER BY tree_size LIMIT 1"), (self.log_id, size))
         r = await cur.fetchone()
-        await self.conn.rollback()
         return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None
 
     async def latest_head(self) -> Head | None:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
             "WHERE log_id = %s ORDER BY tree_size DESC LIMIT 1"), (self.log_id,))
         r = await cur.fetchone()
-        await self.conn.rollback()
         return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None
 
     async def head(self, size: int) -> Head | None:
-        cur = await self.conn.execute(self._q(
+        cur = await (await self._reader()).execute(self._q(
             "SELECT tree_size, root, signatures, note, signed_at, published FROM {schema}.heads "
             "WHERE log_id = %s AND tree_size = %s"), (self.log_id, size))
         r = await cur.fetchone()
-        await self.conn.rollback()
         return Head(r[0], bytes(r[1]), r[2], r[3], r[4], r[5]) if r else None

@@ -17,6 +17,7 @@ import re
 import time
 import uuid
 from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -71,6 +72,18 @@ class LeafEventIds:
 _is_uuid = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
 
 
+@dataclass
+class PreparedBatch:
+    """A batch ready to commit: the rows and the writer state after it, and what to publish once committed."""
+
+    commit: BatchCommit
+    cr: CompactRange
+    tiles: TileBuilder
+    positions: dict[tuple[str, int], int]
+    outputs: list[OutgoingRecord]
+    head_mono: float
+
+
 def _source_order(r: Any) -> tuple[str, int, int]:
     return (r.topic, r.partition, r.offset)
 
@@ -117,11 +130,19 @@ class AuditWriter:
         self._cr = CompactRange.from_bytes(s.tree_size, s.compact)
         self._tiles = TileBuilder(s.partial_tiles)
         self._positions = dict(s.positions)
-        self._published_through = s.published_through
+        self._published_through = s.published_through  # acknowledged through (ahead of the store's)
+        self._marked_through = s.published_through  # what the store knows
         self._last_head_size = s.last_head_size
         self._last_head_mono = time.monotonic()
-        self._pending_heads: list[int] = []
+        self._pending_heads: list[int] = []  # acknowledged heads the store does not know as published
+        self._unacked_heads: list[int] = []  # committed by ``append``, acknowledged at ``flush``
         self._ticker_heads: list[int] = []
+        self._set_tip(self._cr, self._tiles, self._positions, self._last_head_mono)
+
+    def _set_tip(self, cr: CompactRange, tiles: TileBuilder, positions: dict[tuple[str, int], int],
+                 head_mono: float) -> None:
+        """The state after the last *prepared* batch: what the next ``prepare`` builds on."""
+        self._tip = (cr, tiles, positions, head_mono)
 
     @property
     def tree_size(self) -> int:
@@ -149,18 +170,38 @@ class AuditWriter:
         return topic[len(p):] if p and topic.startswith(p) else topic
 
     async def append(self, records: Iterable[Any], *, now: datetime | None = None) -> list[OutgoingRecord]:
-        """Append records (``ConsumedRecord``-like) not yet in the tree; return what to publish."""
+        """Append records (``ConsumedRecord``-like) not yet in the tree; return what to publish.
+
+        ``prepare`` + ``commit_prepared`` in one call; the caller publishes, then ``flush``es."""
+        recovered = await self.take_recovered()
+        prepared = self.prepare(records, now=now)
+        if prepared is None:
+            return recovered
+        await self.commit_prepared(prepared)
+        self._unacked_heads.extend(h.tree_size for h in prepared.commit.heads)
+        return recovered + prepared.outputs
+
+    async def take_recovered(self) -> list[OutgoingRecord]:
+        """After a failed commit: the outputs of every committed leaf since ``published_through``.
+
+        A failed commit may have reached Postgres anyway (the connection died after COMMIT): its
+        leaves are in the tree now, so a retried batch skips them; their events are published here."""
+        if not self._reloaded_after_error:
+            return []
+        recovered = await self.recover_outputs()
+        self._reloaded_after_error = False
+        return recovered
+
+    def prepare(self, records: Iterable[Any], *, now: datetime | None = None) -> PreparedBatch | None:
+        """Leaves, tree, tiles, rows, due heads and output events of a batch, built on the state
+        after the last prepared batch (the *tip*), which it advances; nothing is written. None if
+        every record is already a leaf. Prepared batches must be committed in the order prepared."""
         now = now or datetime.now(UTC)
-        recovered: list[OutgoingRecord] = []
-        if self._reloaded_after_error:
-            # a failed commit may have reached Postgres anyway (the connection died after COMMIT):
-            # its leaves are in the tree now, so this batch skips them; publish their events here
-            recovered = await self.recover_outputs()
-            self._reloaded_after_error = False
-        expected = self._cr.size
-        cr = self._cr.copy()
-        tiles = self._tiles.snapshot()
-        positions = dict(self._positions)
+        tip_cr, tip_tiles, tip_positions, head_mono = self._tip
+        expected = tip_cr.size
+        cr = tip_cr.copy()
+        tiles = tip_tiles.snapshot()
+        positions = dict(tip_positions)
         rows: list[EntryRow] = []
         completed: list[tuple[int, int, bytes]] = []  # every node the batch completes, in order
         heads: list[Head] = []
@@ -189,24 +230,43 @@ class AuditWriter:
             positions[tp] = r.offset + 1
             if cr.size % head_n == 0:  # heads at every multiple of N: sizes an auditor can predict
                 heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
-        if rows and cr.size % self._head_n and time.monotonic() - self._last_head_mono >= self._head_s:
-            heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
         if not rows:
-            return recovered
+            return None
+        if cr.size % self._head_n and time.monotonic() - head_mono >= self._head_s:
+            heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
         tiles.add(completed)
         batch = BatchCommit(expected, cr.size, cr.to_bytes(), tiles.take_dirty(), rows,
-                            {k: v for k, v in positions.items() if v != self._positions.get(k)}, heads, now)
+                            {k: v for k, v in positions.items() if v != tip_positions.get(k)}, heads, now)
+        canonical = {tp: c for tp, (_h, c) in hashers.items()}
+        outputs = self._entry_records(rows, now, canonical) + [self._head_record(h) for h in heads]
+        if heads:
+            head_mono = time.monotonic()
+        self._set_tip(cr, tiles, positions, head_mono)
+        return PreparedBatch(batch, cr, tiles, positions, outputs, head_mono)
+
+    async def commit_prepared(self, p: PreparedBatch) -> None:
+        """Write a prepared batch in one transaction (with the acknowledgements noted since the
+        last write); on failure the writer reloads the committed state, dropping every prepared
+        batch, and raises."""
+        p.commit.published_through = self._published_through if self._published_through > self._marked_through \
+            else None
+        p.commit.published_heads = list(self._pending_heads)
         try:
-            await self._store.commit(batch)
+            await self._store.commit(p.commit)
         except Exception:
             await self._safe_reload()
             raise
-        self._cr, self._tiles, self._positions = cr, tiles, positions
-        if heads:
-            self._last_head_size, self._last_head_mono = heads[-1].tree_size, time.monotonic()
-            self._pending_heads.extend(h.tree_size for h in heads)
-        canonical = {tp: c for tp, (_h, c) in hashers.items()}
-        return recovered + self._entry_records(rows, now, canonical) + [self._head_record(h) for h in heads]
+        if p.commit.published_through is not None:
+            self._marked_through = p.commit.published_through
+        del self._pending_heads[:len(p.commit.published_heads)]
+        self._cr, self._tiles, self._positions = p.cr, p.tiles, p.positions
+        if p.commit.heads:
+            self._last_head_size, self._last_head_mono = p.commit.heads[-1].tree_size, p.head_mono
+
+    def acked(self, p: PreparedBatch) -> None:
+        """The broker acknowledged a committed batch's outputs (noted in Postgres with a later write)."""
+        self._published_through = max(self._published_through, p.commit.tree_size)
+        self._pending_heads.extend(h.tree_size for h in p.commit.heads)
 
     async def _safe_reload(self) -> None:
         self._reloaded_after_error = True
@@ -215,11 +275,19 @@ class AuditWriter:
         except Exception as e:  # the store is down: the next append reloads or fails again
             log.warning("audit.reload_failed", error=str(e))
 
+    def head_due(self) -> bool:
+        """Leaves not covered by a head, ``head_every_s`` after the last one (prepared batches included)."""
+        return (self._tip[0].size != self._last_head_size or self._cr.size != self._last_head_size) \
+            and time.monotonic() - max(self._last_head_mono, self._tip[3]) >= self._head_s
+
     async def sign_if_due(self, now: datetime | None = None) -> list[OutgoingRecord]:
-        """A head for leaves not yet covered, once ``head_every_s`` passed (idle logs get heads too)."""
+        """A head for leaves not yet covered, once ``head_every_s`` passed (idle logs get heads too).
+        Only with no prepared batch uncommitted (the processor drains its pipeline first)."""
         size = self._cr.size
         if size == self._last_head_size or time.monotonic() - self._last_head_mono < self._head_s:
             return []
+        if self._tip[0] is not self._cr:
+            raise RuntimeError("sign_if_due with prepared batches not committed")
         head = sign_head(self._key_pair, self.log_id, size, self._cr.root(), now)
         try:
             await self._store.commit(BatchCommit(size, size, self._cr.to_bytes(), {}, [], {}, [head]))
@@ -227,26 +295,36 @@ class AuditWriter:
             await self._safe_reload()
             raise
         self._last_head_size, self._last_head_mono = size, time.monotonic()
+        self._set_tip(self._cr, self._tiles, self._positions, self._last_head_mono)
         self._ticker_heads.append(size)
         return [self._head_record(head)]
 
     async def mark_ticker_heads_published(self) -> None:
-        await self._store.mark_published(self._published_through, self._ticker_heads)
+        self._pending_heads.extend(self._ticker_heads)
         self._ticker_heads = []
+        await self.write_marks()
 
     async def flush(self) -> None:
-        """The outputs of every append so far are acknowledged: remember it."""
-        if self._published_through == self._cr.size and not self._pending_heads:
+        """The outputs of every ``append`` so far are acknowledged: remember it (in Postgres)."""
+        self._published_through = max(self._published_through, self._cr.size)
+        self._pending_heads.extend(self._unacked_heads)
+        self._unacked_heads = []
+        await self.write_marks()
+
+    async def write_marks(self) -> None:
+        """Write the acknowledgements not yet in Postgres (``acked``/``flush``) on their own."""
+        if self._published_through == self._marked_through and not self._pending_heads:
             return
-        await self._store.mark_published(self._cr.size, self._pending_heads)
-        self._published_through = self._cr.size
-        self._pending_heads = []
+        through, heads = self._published_through, list(self._pending_heads)
+        await self._store.mark_published(through, heads)
+        self._marked_through = max(self._marked_through, through)
+        del self._pending_heads[:len(heads)]
 
     async def recover_outputs(self) -> list[OutgoingRecord]:
         """Committed but possibly unpublished leaves and heads (after a crash), to publish again."""
         entries = await self._store.entries(self._published_through, self._cr.size)
         heads = await self._store.heads(unpublished_only=True)
-        self._pending_heads = [h.tree_size for h in heads]
+        self._unacked_heads = [h.tree_size for h in heads]  # marked by ``flush`` once published
         return [self._entry_record(e) for e in entries] + [self._head_record(h) for h in heads]
 
     # ---------------------------------------------------------------- events

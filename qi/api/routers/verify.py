@@ -33,7 +33,7 @@ def _ts(us: int | None) -> datetime | None:
     return None if us is None else datetime.fromtimestamp(us / 1e6, UTC)
 
 
-def rate_limited(request: Request) -> None:
+async def rate_limited(request: Request) -> None:
     bucket = request.app.state.verify_bucket
     client = request.client.host if request.client else "-"
     wait = bucket.take(client)
