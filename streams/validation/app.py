@@ -278,6 +278,17 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         except (AttributeError, AssertionError):
             return None
 
+    @app.timer(interval=0.5)
+    async def repeat_rewinds() -> None:
+        """A rewind over an input gap is repeated until its record comes back (0015)."""
+        try:
+            assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates}
+            for partition, offset in progress.due(assigned):
+                log.warning("validation.input_gap_rewind_again", partition=partition, offset=offset)
+                await app.consumer.seek(TP(topo.certificates, partition), offset)
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the app
+            log.exception("validation.rewind_failed")
+
     @app.timer(interval=1.0)
     async def keep_member_id() -> None:
         member = group_member()

@@ -34,8 +34,8 @@ class InputProgress:
     ``table`` maps ``b"p<partition>"`` to the next offset to judge (ASCII digits).
     """
 
-    RETRY_AFTER_S = 10.0   # rewind again if the record at the position has not come back by then
-    MAX_TRIES = 3          # then accept the gap (e.g. the records were deleted by retention) loudly
+    RETRY_AFTER_S = 2.0    # rewind again if the record at the position has not come back by then
+    MAX_TRIES = 10         # then accept the gap (e.g. the records were deleted by retention) loudly
 
     def __init__(self, table: MutableMapping[bytes, bytes], clock: Callable[[], float] = time.monotonic) -> None:
         self._table = table
@@ -51,27 +51,36 @@ class InputProgress:
         return int(raw) if raw is not None else None
 
     def admit(self, partition: int, offset: int) -> tuple[bool, int | None]:
-        """(judge it?, offset to rewind the partition to, or None)."""
+        """(judge it?, offset to rewind the partition to now, or None)."""
         expected = self.position(partition)
         if expected is None or offset <= expected:
             if offset == expected:
                 self._rewinds.pop(partition, None)
             return True, None
         rewind = self._rewinds.get(partition)
-        now = self._clock()
         if rewind is not None and rewind.to == expected:
-            if now - rewind.at < self.RETRY_AFTER_S:
+            if rewind.tries < self.MAX_TRIES:
                 return False, None           # on its way back: drop what was fetched before the rewind
-            if rewind.tries >= self.MAX_TRIES:
-                log.error("validation.input_gap_accepted", partition=partition, missing_from=expected,
-                          missing_to=offset - 1, tries=rewind.tries)
-                self._rewinds.pop(partition, None)
-                return True, None
-            rewind.at, rewind.tries = now, rewind.tries + 1
-        else:
-            self._rewinds[partition] = _Rewind(expected, now, 1)
+            log.error("validation.input_gap_accepted", partition=partition, missing_from=expected,
+                      missing_to=offset - 1, tries=rewind.tries)
+            self._rewinds.pop(partition, None)
+            return True, None
+        self._rewinds[partition] = _Rewind(expected, self._clock(), 1)
         log.warning("validation.input_gap", partition=partition, expected=expected, got=offset)
         return False, expected
+
+    def due(self, assigned: set[int]) -> list[tuple[int, int]]:
+        """Rewinds to repeat now (a later seek, e.g. faust's own after a rebalance, can undo one):
+        (partition, offset) for each assigned partition whose position has not come back in
+        ``RETRY_AFTER_S``. Rewinds of partitions no longer assigned are forgotten."""
+        now, again = self._clock(), []
+        for partition, rewind in list(self._rewinds.items()):
+            if partition not in assigned:
+                del self._rewinds[partition]
+            elif now - rewind.at >= self.RETRY_AFTER_S and rewind.tries < self.MAX_TRIES:
+                rewind.at, rewind.tries = now, rewind.tries + 1
+                again.append((partition, rewind.to))
+        return again
 
     def done(self, partition: int, offset: int) -> None:
         """The record at ``offset`` was judged (its outputs handed to the producer)."""

@@ -48,13 +48,36 @@ def test_redeliveries_are_judged_again_and_never_move_the_position_back() -> Non
     assert guard.position(0) == 10
 
 
-def test_a_gap_that_never_fills_is_rewound_a_bounded_number_of_times_then_accepted() -> None:
+def test_a_rewind_is_repeated_until_its_record_comes_back_then_a_gap_is_accepted() -> None:
     clock = Clock()
     guard = InputProgress({}, clock=clock)
     judged(guard, 0, [0])
-    rewinds = []
-    for step in range(6):
-        clock.t = step * (InputProgress.RETRY_AFTER_S + 1)
-        rewinds.append(guard.admit(0, 50))
-    assert rewinds[:3] == [(False, 1)] * 3
-    assert rewinds[3] == (True, None)
+    assert guard.admit(0, 50) == (False, 1)
+    assert guard.due({0}) == []                       # not yet due
+    repeats = []
+    for step in range(1, 30):
+        clock.t = step * InputProgress.RETRY_AFTER_S
+        repeats += guard.due({0})
+    assert repeats == [(0, 1)] * (InputProgress.MAX_TRIES - 1)
+    assert guard.admit(0, 51) == (True, None)         # given up on, loudly
+    assert guard.due({0}) == []
+
+
+def test_the_record_at_the_position_ends_the_rewind() -> None:
+    clock = Clock()
+    guard = InputProgress({}, clock=clock)
+    judged(guard, 0, [0])
+    guard.admit(0, 7)
+    assert judged(guard, 0, [1]) == [(1, True, None)]
+    clock.t = 100
+    assert guard.due({0}) == []
+
+
+def test_rewinds_of_partitions_moved_elsewhere_are_forgotten() -> None:
+    clock = Clock()
+    guard = InputProgress({}, clock=clock)
+    judged(guard, 3, [0])
+    guard.admit(3, 9)
+    clock.t = 100
+    assert guard.due({0, 1}) == []
+    assert guard.due({3}) == []
