@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
 from faust.types import TP
 import structlog
 
@@ -227,6 +228,10 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         async for event in stream.events():
             msg = event.message
             if msg.topic == topo.certificates:
+                if progress.position(msg.partition) is None:
+                    start = await group_start(msg.partition)
+                    if start is not None:
+                        progress.seed(msg.partition, start)
                 judge_it, rewind_to = progress.admit(msg.partition, msg.offset)
                 if rewind_to is not None:
                     await app.consumer.seek(TP(msg.topic, msg.partition), rewind_to)
@@ -276,6 +281,18 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         try:
             return consumer_member(app.consumer._thread._ensure_consumer())  # faust reads it so too
         except (AttributeError, AssertionError):
+            return None
+
+    async def group_start(partition: int) -> int | None:
+        """The group's committed offset of a certificate partition (0 if none): where a partition
+        this app has no position for must start (faust was seen starting a first run past it)."""
+        try:
+            thread = app.consumer._thread  # faust's consumer thread owns the aiokafka consumer
+            committed = await thread.call_thread(thread._ensure_consumer().committed,
+                                                 TopicPartition(topo.certificates, partition))
+            return committed or 0
+        except Exception:  # noqa: BLE001 - without it the guard still catches later gaps
+            log.warning("validation.group_start_unknown", partition=partition, exc_info=True)
             return None
 
     @app.timer(interval=0.5)

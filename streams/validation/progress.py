@@ -82,6 +82,12 @@ class InputProgress:
                 again.append((partition, rewind.to))
         return again
 
+    def seed(self, partition: int, offset: int) -> None:
+        """Where a partition starts that this app has no position for yet (its group's committed
+        offset, or the log start): a first start past it is a gap too."""
+        if self.position(partition) is None:
+            self._table[self.key(partition)] = b"%d" % offset
+
     def done(self, partition: int, offset: int) -> None:
         """The record at ``offset`` was judged (its outputs handed to the producer)."""
         if offset + 1 > (self.position(partition) or -1):

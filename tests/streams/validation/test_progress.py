@@ -81,3 +81,11 @@ def test_rewinds_of_partitions_moved_elsewhere_are_forgotten() -> None:
     clock.t = 100
     assert guard.due({0, 1}) == []
     assert guard.due({3}) == []
+
+
+def test_a_seeded_partition_treats_a_first_start_past_the_seed_as_a_gap() -> None:
+    guard = InputProgress({})
+    guard.seed(0, 4)
+    assert guard.admit(0, 9) == (False, 4)
+    guard.seed(0, 100)                                # a position once known is never re-seeded
+    assert guard.position(0) == 4
