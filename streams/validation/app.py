@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 import faust
+from aiokafka import TopicPartition
+from faust.types import TP
 import structlog
 
 from events.publisher import OutgoingRecord
@@ -47,6 +49,7 @@ from streams.metrics import RunnerMetrics
 from streams.validation.checks import Policy
 from streams.validation.facts import CertState
 from streams.validation.judge import Judge, JudgeConfig, Poisoned, Tables
+from streams.validation.progress import InputProgress
 from streams.validation.replica import FactReplica, IndexView
 from streams.validation.schedule import Schedule
 
@@ -72,6 +75,7 @@ class ValidationTopology:
         return {
             f"{self.app_id}-certs-changelog": self.cert_partitions,
             f"{self.app_id}-index-changelog": self.cert_partitions,
+            f"{self.app_id}-progress-changelog": self.cert_partitions,
         }
 
     def internal_topics(self) -> dict[str, int]:
@@ -159,6 +163,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         index=IndexView(index_table, replica.index),
         certs=table(app.Table, "certs", topo.cert_partitions),
     )
+    progress = InputProgress(table(app.Table, "progress", topo.cert_partitions))
     judge = Judge(serde, topics, tables, JudgeConfig(
         policy=Policy(max_validity=timedelta(days=settings.max_validity_days)),
         pending_timeout=timedelta(seconds=settings.pending_timeout_s),
@@ -222,6 +227,16 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         await replica.ready.wait()  # never judge against a trust registry older than the log
         async for event in stream.events():
             msg = event.message
+            if msg.topic == topo.certificates:
+                if progress.position(msg.partition) is None:
+                    start = await group_start(msg.partition)
+                    if start is not None:
+                        progress.seed(msg.partition, start)
+                judge_it, rewind_to = progress.admit(msg.partition, msg.offset)
+                if rewind_to is not None:
+                    await app.consumer.seek(TP(msg.topic, msg.partition), rewind_to)
+                if not judge_it:
+                    continue
             metrics.count_consumed(msg.topic, 1)
             try:
                 if msg.topic == topo.recheck:
@@ -239,6 +254,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             await send(out)
             metrics.count_dead(msg.topic, sum(r.topic == dead_topic for r in out))
             done[(msg.topic, msg.partition)] = msg.offset + 1
+            if msg.topic == topo.certificates:
+                progress.done(msg.partition, msg.offset)
 
     @app.timer(interval=settings.recheck_interval_s)
     async def recheck_due() -> None:
@@ -266,6 +283,29 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         except (AttributeError, AssertionError):
             return None
 
+    async def group_start(partition: int) -> int | None:
+        """The group's committed offset of a certificate partition (0 if none): where a partition
+        this app has no position for must start (faust was seen starting a first run past it)."""
+        try:
+            thread = app.consumer._thread  # faust's consumer thread owns the aiokafka consumer
+            committed = await thread.call_thread(thread._ensure_consumer().committed,
+                                                 TopicPartition(topo.certificates, partition))
+            return committed or 0
+        except Exception:  # noqa: BLE001 - without it the guard still catches later gaps
+            log.warning("validation.group_start_unknown", partition=partition, exc_info=True)
+            return None
+
+    @app.timer(interval=0.5)
+    async def repeat_rewinds() -> None:
+        """A rewind over an input gap is repeated until its record comes back (0015)."""
+        try:
+            assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates}
+            for partition, offset in progress.due(assigned):
+                log.warning("validation.input_gap_rewind_again", partition=partition, offset=offset)
+                await app.consumer.seek(TP(topo.certificates, partition), offset)
+        except Exception:  # noqa: BLE001 - a timer that raises would stop the app
+            log.exception("validation.rewind_failed")
+
     @app.timer(interval=1.0)
     async def keep_member_id() -> None:
         member = group_member()
@@ -277,13 +317,15 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         """Records between what this worker processed and the log end, per assigned input partition."""
         try:
             tps = [tp for tp in app.assignor.assigned_actives() if tp.topic in inputs]
-            ends = await app.consumer.highwaters(*tps) if tps else {}
             metrics.forget_partitions([k for k in metrics.lag if k not in {(tp.topic, tp.partition) for tp in tps}])
             for tp in tps:
                 at = done.get((tp.topic, tp.partition))
                 if at is None:
                     at = await app.consumer.position(tp)
-                hw = ends.get(tp)
+                # the last fetch answer's high watermark, not faust's `highwaters()`: that asks
+                # ListOffsets, which the embedded broker answers with the last batch's base offset
+                # + 1 (decision 0004), so a worker said lag 0 with its last batch unjudged
+                hw = app.consumer.highwater(tp)
                 if hw is not None and at is not None:
                     metrics.set_lag(tp.topic, tp.partition, max(hw - at, 0))
         except Exception:  # noqa: BLE001 - a timer that raises would stop the app
@@ -298,6 +340,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                 reason = "joining the consumer group"
             elif not replica.ready.is_set():
                 reason = "catching up with issuers and twins"
+            elif not {(topo.certificates, p) for p in assigned} <= set(metrics.lag):
+                reason = "no fetch answered yet on every certificate partition (log end unknown)"
             elif lag > ready_max_lag:
                 reason = f"{lag} records behind (bound {ready_max_lag})"
             return {"worker": "validate", "ready": reason is None, "reason": reason, "lag": lag,
