@@ -20,6 +20,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 import sys
 from pathlib import Path
 
@@ -76,10 +77,17 @@ def _with_password(url: str, password: str) -> str:
     return f"{scheme}://{user or 'qi'}:{password}@{host}"
 
 
+#: A worker's lag is its position against the high watermark of its last fetch answer, and a fetch
+#: waits up to fetch_max_wait_ms (500 ms) at the broker: records appended just now show up in a
+#: worker's lag only after that. Every probe waits this long after the log ends it compares with.
+_FETCH_ROUND_S = 2.0
+
+
 def _settle(run_dir: Path, names: list[str], bootstrap: str) -> dict[str, int]:
     """Every worker caught up, and the log unchanged meanwhile (outputs of outputs included)."""
     before = _log_ends(bootstrap)
     while True:
+        time.sleep(_FETCH_ROUND_S)
         probe.wait_ready(run_dir, names, timeout_s=180, caught_up=True)
         after = _log_ends(bootstrap)
         if after == before:
