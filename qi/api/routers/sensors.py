@@ -15,24 +15,20 @@ from qi.api.deps import settings, sources
 from qi.api.errors import COMMON, BadRequest
 from qi.api.models import Reading, ReadingSeries, Score, SensorLatest
 from qi.api.routers.params import SensorId, TwinId
+from qi.api.series import POINT_COLUMNS, SERIES_FORMAT, ZERO_UUID, SeriesBatcher
 from qi.api.sources.container import ApiSources
 from qi.config import ApiSettings
 
 router = APIRouter(prefix="/sensors", tags=["sensors"], responses=COMMON, dependencies=[Depends(require(Role.reader))])
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ZERO_UUID = "00000000-0000-0000-0000-000000000000"
 
 #: one query: readings bucketed by time, each joined to its score (by the reading's event id); the
 #: engine writes each bucket as the ReadingSeries point object itself (``SERIES_FORMAT``: one JSON
 #: object per line, time as ISO 8601 like ``_iso``), so nothing is decoded into Python values on the
 #: way (decision 0067)
 SERIES_SQL = """
-SELECT concat(formatDateTime(first_t, '%Y-%m-%dT%H:%i:%S', 'UTC'),
-              if(toUnixTimestamp64Micro(first_t) % 1000000 = 0, '',
-                 concat('.', leftPad(toString(toUnixTimestamp64Micro(first_t) % 1000000), 6, '0'))), 'Z') AS t,
-       mean AS value, vmin AS min, vmax AS max, toUInt32(n) AS n,
-       if(scored > 0, top_score, NULL) AS score, toBool(any_anomaly) AS anomaly
+SELECT {points}
 FROM (
     SELECT b, min(rt) AS first_t, avg(rv) AS mean, min(rv) AS vmin, max(rv) AS vmax, count() AS n,
            countIf(sid != toUUID('{zero}')) AS scored, maxIf(sc, sid != toUUID('{zero}')) AS top_score,
@@ -54,8 +50,7 @@ FROM (
     GROUP BY b
 )
 ORDER BY b
-""".format(zero=_ZERO_UUID)
-SERIES_FORMAT = "JSONEachRow"
+""".format(zero=ZERO_UUID, points=POINT_COLUMNS)
 
 
 def _us(t: datetime) -> int:
@@ -101,9 +96,12 @@ async def readings(
     bucket_us = max(1, math.ceil((t_us - f_us) / points_max))
     key = (twin_id, sensor_id, f_us, t_us, bucket_us)
 
+    batcher = getattr(request.app.state, "series", None)
+    if batcher is None:  # one per app (per process): requests of a sensor that arrive together share a query
+        batcher = request.app.state.series = SeriesBatcher(src.warehouse.query_raw)
+
     async def make() -> bytes:
-        points = await src.warehouse.query_raw(SERIES_SQL, {"twin": twin_id, "sensor": sensor_id, "from_us": f_us,
-                                                            "to_us": t_us, "bucket_us": bucket_us}, SERIES_FORMAT)
+        points = await batcher.points(twin_id, sensor_id, (f_us, t_us, bucket_us))
         return series_json(twin_id, sensor_id, from_, to, bucket_us, points)
 
     # viewers of the same chart share one query and one serialisation (decision 0112)
@@ -115,17 +113,10 @@ def _iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat().replace("+00:00", "Z")
 
 
-def series_json(twin_id: str, sensor_id: str, from_: datetime, to: datetime, bucket_us: int, points: bytes) -> bytes:
-    """The ReadingSeries document (models.ReadingSeries) around the engine's point objects (``SERIES_SQL``
-    in JSONEachRow); orjson, not pydantic: 1,000 points through pydantic cost more than the query."""
-    items = orjson.loads(b"[" + b",".join(points.splitlines()) + b"]")
-    for p in items:  # the engine writes 100.0 as 100: keep the schema's floats floats
-        for k in _FLOATS:
-            if type(p[k]) is int:
-                p[k] = float(p[k])
+def series_json(twin_id: str, sensor_id: str, from_: datetime, to: datetime, bucket_us: int,
+                points: list[dict]) -> bytes:
+    """The ReadingSeries document (models.ReadingSeries) around the engine's point objects; orjson,
+    not pydantic: 1,000 points through pydantic cost more than the query."""
     return orjson.dumps({"twin_id": twin_id, "sensor_id": sensor_id, "from": _iso(from_), "to": _iso(to),
-                         "bucket_s": bucket_us / 1e6, "downsampled": any(p["n"] > 1 for p in items),
-                         "points": items})
-
-
-_FLOATS = ("value", "min", "max", "score")
+                         "bucket_s": bucket_us / 1e6, "downsampled": any(p["n"] > 1 for p in points),
+                         "points": points})
