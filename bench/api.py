@@ -12,8 +12,8 @@ warehouse, audit) and ``qi api`` serves it. Then, for ``--seconds`` each after a
   scores, at most 1,000 points), **every request a range of its own**: client ``c`` of ``n`` asks
   its ``j``-th request for the 24 h ending ``c + n*j`` seconds before the newest reading, so no
   two requests in flight (nor within the API's reuse window) share a query: each is a ClickHouse
-  query; **floor**: the same SQL with the same distinct parameters posted from Python to the
-  warehouse's SQL endpoint (the process owning chDB, decision 0061), same concurrency.
+  query; **floor**: the same SQL with the same distinct parameters (and output format) posted from
+  Python to the warehouse's SQL endpoint (the process owning chDB, decision 0061), same concurrency.
 * **sensor_24h_shared** (for comparison): every client asks the same range (one live chart on
   many screens), which the API coalesces and reuses for QI_API_CACHE_S.
 * **client_floor**: the load generator alone against a trivial HTTP server in another process
@@ -212,12 +212,12 @@ async def clickhouse_floor(endpoint: str, database: str, params_for, clients: in
     ``params_for(i)`` gives the i-th request's parameters (the distinct ranges of sensor_24h)."""
     import aiohttp
 
-    from qi.api.routers.sensors import SERIES_SQL
+    from qi.api.routers.sensors import SERIES_FORMAT, SERIES_SQL
 
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=clients)) as c:
         async def one(i: int):
             async with c.post(f"{endpoint}/sql", json={"sql": SERIES_SQL, "database": database,
-                                                       "parameters": params_for(i)}) as r:
+                                                       "parameters": params_for(i), "format": SERIES_FORMAT}) as r:
                 body = await r.read()
                 assert r.status == 200, body[:300]
 

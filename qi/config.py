@@ -56,6 +56,8 @@ class ClickHouseSettings(BaseSettings):
     database: str = Field("qi", description="the warehouse's database (tables, positions, migrations)")
     batch_rows: int = Field(20_000, ge=1, description="the projector inserts once this many events are buffered...")
     batch_max_delay_ms: int = Field(200, ge=0, description="...or once the oldest buffered event waited this long")
+    readers: int = Field(2, ge=1, le=16, description="read-only chDB handles the warehouse owner answers SQL on, "
+                                                     "concurrently (embedded only)")
 
 
 class RedisSettings(BaseSettings):

@@ -74,7 +74,8 @@ async def run_warehouse(platform: Platform, database: str | None = None) -> None
         from projections.clickhouse.rebuild import RebuildControl
 
         server = QueryServer(wh.dsn, wh.database, announce=platform.warehouse_sql_announce(),
-                             rebuild=RebuildControl(platform, wh.database))
+                             rebuild=RebuildControl(platform, wh.database),
+                             readers=platform.settings.clickhouse.readers)
         await server.start()
     try:
         ch = platform.settings.clickhouse

@@ -155,6 +155,32 @@ def test_sensor_latest_and_24h_downsampled(api_world) -> None:
         assert 0 < sum(p["n"] for p in default["points"]) <= READINGS and default["bucket_s"] == pytest.approx(86.4)
 
 
+def test_sensor_ranges_asked_together_equal_each_asked_alone(api_world) -> None:
+    """Decision 0068: requests of a sensor that arrive together share one warehouse query (their
+    ranges as an array); each answer must be the one its range gets when asked alone."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    now = api_world.now
+    asks = [{"from": (now - timedelta(hours=24, minutes=7 * k)).isoformat(),
+             "to": (now - timedelta(minutes=7 * k + (k % 3))).isoformat(),
+             "max_points": [10, 100, 1000, 5000][k % 4]} for k in range(24)]
+    asks.append({"from": (now - timedelta(hours=2)).isoformat(), "to": (now - timedelta(hours=1)).isoformat()})
+    asks.append({"from": (now - timedelta(days=3)).isoformat(), "to": (now - timedelta(days=2)).isoformat()})
+    url = f"/sensors/{TWIN}/{SENSOR}/readings"
+    with api_world.client(Role.reader) as c:
+        alone = [c.get(url, params=a) for a in asks]
+    def together(a):
+        with api_world.client(Role.reader) as c:
+            return c.get(url, params=a)
+    with ThreadPoolExecutor(len(asks)) as pool:
+        crowd = list(pool.map(together, asks))
+    for a, one, many in zip(asks, alone, crowd):
+        assert one.status_code == 200 and many.status_code == 200, (one.text[:200], many.text[:200])
+        assert one.json() == many.json(), a
+    assert alone[-1].json()["points"] == []  # nothing three days ago
+    assert sum(p["n"] for p in alone[0].json()["points"]) == READINGS  # the first window holds the whole day
+
+
 def test_alerts_newest_first_and_by_twin(api_world) -> None:
     with api_world.client(Role.reader) as c:
         alerts = c.get("/alerts", params={"twin_id": TWIN}).json()["items"]

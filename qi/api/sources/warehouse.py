@@ -80,6 +80,42 @@ class WarehouseReader:
             return [dict(zip(body["columns"], r)) for r in rows]
         return await asyncio.to_thread(self._direct, sql, parameters)
 
+    async def query_raw(self, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
+        """The engine's own output in ``fmt`` (e.g. JSONEachRow), as bytes: nothing is decoded into
+        Python values on the way (decision 0067)."""
+        if is_embedded(self._dsn):
+            url = self._endpoint()
+            if url is None:
+                raise Unavailable("the warehouse (chDB) is owned by `qi worker warehouse`, which is not running")
+            assert self._http is not None
+            try:
+                resp = await self._http.post(f"{url}/sql", json={"sql": sql, "database": self.database,
+                                                                 "parameters": parameters, "format": fmt})
+            except httpx.HTTPError as e:
+                self._url = (0.0, None)
+                raise Unavailable(f"the warehouse's SQL endpoint did not answer: {type(e).__name__}") from e
+            if resp.status_code != 200:
+                try:
+                    error = str(resp.json().get("error", ""))
+                except ValueError:
+                    error = resp.text
+                raise Unavailable(f"the warehouse could not answer: {error[:300]}")
+            return resp.content
+        return await asyncio.to_thread(self._direct_raw, sql, parameters, fmt)
+
+    def _direct_raw(self, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
+        try:
+            if self._client is None:
+                self._client = _client(self._dsn, settings={"readonly": 1})
+                self._client.database = self.database
+            try:
+                return self._client.raw_query(sql, parameters=parameters, fmt=fmt)
+            except Exception as e:  # noqa: BLE001 - the driver's errors, mapped at the boundary
+                raise _driver_error(e, "query") from e
+        except WarehouseError as e:
+            self._client = None
+            raise Unavailable(f"the warehouse failed: {type(e).__name__}") from e
+
     def _direct(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         try:
             if self._client is None:

@@ -64,3 +64,67 @@ def test_qi_sql_goes_through_the_running_projector(platform, stack_env, topic_pr
     # with nobody holding the directory, qi sql opens the engine itself
     assert not announce.exists()
     assert sql_rows(env, "SELECT count() AS n FROM readings FINAL")[0]["n"] == readings
+
+
+def test_the_owner_answers_queries_side_by_side_in_the_engines_own_format(platform, stack_env, topic_prefix,
+                                                                          tmp_path) -> None:
+    """Decision 0067: several read-only handles answer at once (two 1 s sleeps take ~1 s, not 2), each
+    query with its own parameters (no mix-up between concurrent handles), in the engine's own output
+    format passed through as bytes, while the projector keeps writing exactly once."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    import httpx
+
+    events = mixed_events(3000, seed=12)
+    readings = sum(e.event_type == "SensorReading" for e in events)
+
+    async def publish() -> None:
+        await platform.ensure_topics()
+        serde = await platform.serde()
+        async with platform.publisher(serde) as pub:
+            await pub.publish_many(events)
+
+    asyncio.run(publish())
+    chdb_dir = tmp_path / "ch"
+    env = warehouse_env(stack_env, prefix=topic_prefix, run_dir=tmp_path / "run", chdb_dir=chdb_dir)
+    env["QI_CLICKHOUSE_READERS"] = "3"
+    proc = start_projector(env, tmp_path / "projector.log")
+    try:
+        announce = announce_path(tmp_path / "run", f"chdb://{chdb_dir}")
+        wait_until(lambda: announce.exists(), timeout_s=60)
+        url = json.loads(announce.read_text())["url"] + "/sql"
+
+        def post(body: dict) -> httpx.Response:
+            return httpx.post(url, json=body, timeout=60)
+
+        def raw(k: int) -> tuple[int, bytes]:
+            r = post({"sql": "SELECT {k:UInt32} AS k, {s:String} AS s, count() >= 0 AS ok FROM readings",
+                      "parameters": {"k": k, "s": f"q{k}"}, "format": "JSONEachRow"})
+            return r.status_code, r.content
+
+        def caught_up() -> bool:
+            r = post({"sql": "SELECT count() AS n FROM events FINAL"})
+            return r.status_code == 200 and r.json()["rows"][0][0] == len(events)
+
+        wait_until(lambda: post({"sql": "SELECT 1 FROM readings LIMIT 1"}).status_code == 200, timeout_s=60)
+        with ThreadPoolExecutor(12) as pool:  # while the projector is still writing
+            answers = list(pool.map(raw, range(120)))
+        for k, (status, body) in enumerate(answers):
+            assert status == 200, body[:300]
+            assert json.loads(body) == {"k": k, "s": f"q{k}", "ok": True}  # one JSON object, its own parameters
+        with ThreadPoolExecutor(2) as pool:
+            t0 = time.monotonic()
+            sleeps = list(pool.map(lambda _: post({"sql": "SELECT sleep(1) AS z", "format": "CSV"}), range(2)))
+            took = time.monotonic() - t0
+        assert [s.status_code for s in sleeps] == [200, 200] and [s.content for s in sleeps] == [b"0\n", b"0\n"]
+        assert took < 1.8, f"two 1 s queries took {took:.2f} s: they ran one at a time"
+        bad_format = post({"sql": "SELECT 1", "format": "Pretty"})
+        assert bad_format.status_code == 400 and "format must be one of" in bad_format.json()["error"]
+        refused = post({"sql": "INSERT INTO readings (twin_id) VALUES ('x')", "format": "JSONEachRow"})
+        assert refused.status_code == 400 and "readonly" in refused.json()["error"].lower()
+        wait_until(caught_up, timeout_s=90)
+        assert proc.poll() is None
+        assert sql_rows(env, "SELECT count() AS n FROM readings FINAL")[0]["n"] == readings
+    finally:
+        assert stop(proc) == 0
