@@ -14,8 +14,11 @@ from streams.audit.compact import CompactRange
 from streams.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
 from streams.audit.tiles import TileBuilder, TileReader
 from streams.audit.verifier import (
+    RootAccumulator,
     VerificationError,
     merkle_root,
+    root_from_levels,
+    tree_levels,
     verify_consistency,
     verify_inclusion,
 )
@@ -59,6 +62,28 @@ def test_leaf_hashes_and_roots_from_the_writer_and_the_verifier():
         assert merkle_root(leaves[:n]).hex() == r["root_hex"]
         if n:
             assert reader.root(n).hex() == r["root_hex"]
+
+
+def test_roots_a_level_at_a_time_and_by_accumulator():
+    """verify builds the tree a level at a time and reads every head's root from it; its leaf-by-leaf
+    check uses the accumulator: both give the vectors' roots for every prefix of one tree."""
+    leaves = [leaf_hash(H(x)) for x in V["leaf_inputs_hex"]]
+    levels = tree_levels(leaves)
+    acc = RootAccumulator()
+    want = {r["tree_size"]: r["root_hex"] for r in V["roots"]}
+    assert root_from_levels(levels, 0) == acc.root() == EMPTY_ROOT
+    for n, leaf in enumerate(leaves, 1):
+        acc.add(leaf)
+        assert root_from_levels(levels, n) == acc.root()
+        if n in want:
+            assert acc.root().hex() == want[n]
+    many = [leaf_hash(i.to_bytes(4, "big")) for i in range(300)]
+    levels, acc = tree_levels(many), RootAccumulator()
+    for n, leaf in enumerate(many, 1):
+        acc.add(leaf)
+        assert root_from_levels(levels, n) == acc.root()
+    with pytest.raises(ValueError):
+        root_from_levels(levels, 301)
 
 
 def test_inclusion_vectors():
