@@ -542,10 +542,13 @@ def _leaf_by_leaf_check(log: _Entries, parts: dict[tuple[str, int], _Partition],
         diverge(Divergence("leaf_gap", f"a head covers {head_sizes[-1]} leaves, the audit topic has {size}",
                            head_size=head_sizes[-1]))
     pending_heads = iter(head_sizes)
-    next_head = next(pending_heads, -1)
-    while next_head == 0:  # a head of the empty tree
-        _check_head(heads[0], EMPTY_ROOT, log_id, public_key, diverge)
-        next_head = next(pending_heads, -1)
+    next_head = next(pending_heads, None)
+    while next_head is not None and next_head <= 0:  # the empty tree's head; a negative size is no head
+        if next_head == 0:
+            _check_head(heads[0], EMPTY_ROOT, log_id, public_key, diverge)
+        else:
+            diverge(Divergence("head_root", "a head of a negative size", head_size=next_head))
+        next_head = next(pending_heads, None)
     add, get = acc.add, entries.get
     for i in range(size):
         e = get(i)
@@ -570,7 +573,7 @@ def _leaf_by_leaf_check(log: _Entries, parts: dict[tuple[str, int], _Partition],
         add(got)
         while acc.size == next_head:
             _check_head(heads[next_head], acc.root(), log_id, public_key, diverge)
-            next_head = next(pending_heads, -1)
+            next_head = next(pending_heads, None)
     report.leaves = size
     # every decodable source record up to the last logged offset of its partition is a leaf
     for P in sorted(parts.values(), key=lambda P: (P.topic, P.partition)):

@@ -179,27 +179,40 @@ def test_a_second_different_entry_for_a_leaf_is_a_conflict(built_log):
 
 
 def test_a_head_of_the_empty_tree_is_checked_too(built_log, key_dir):
-    """A TreeHeadSigned of size 0 is checked against the empty root (it once stopped every later
-    head from being checked); signed by another key, it is named."""
+    """A TreeHeadSigned of size 0 is checked against the empty root, one of a negative size is
+    named (either once stopped every later head from being checked); signed by another key, the
+    empty tree's head is named."""
     own = HybridKeyPair.load(key_dir, "audit-log")
     other = HybridKeyPair.generate(key_id=own.public.key_id)
     log_id = built_log[0].settings.audit.log_id
 
-    def empty_head(key):
+    def early_head(key, size=0):
         def add(rows, decoded, serde):
             for (part, k, _), d in zip(rows, decoded, strict=True):
                 if d.event_type == "TreeHeadSigned":
-                    rec = dict(d.record, tree_size=0, root_hash=EMPTY_ROOT, signatures=[
-                        s.model_dump() for s in key.sign(checkpoint_body(log_id, 0, EMPTY_ROOT).encode())])
+                    rec = dict(d.record, tree_size=size, root_hash=EMPTY_ROOT, signatures=[
+                        s.model_dump() for s in key.sign(checkpoint_body(log_id, size, EMPTY_ROOT).encode())])
                     return [(part, k, serde.encode("TreeHeadSigned", rec))] + rows
             raise AssertionError("no head")
         return add
 
-    report = _run_copy(built_log, _audit_rows_edit(built_log, empty_head(own)))
+    report = _run_copy(built_log, _audit_rows_edit(built_log, early_head(own)))
     assert report.ok, report.divergences
-    report = _run_copy(built_log, _audit_rows_edit(built_log, empty_head(other)))
+    report = _run_copy(built_log, _audit_rows_edit(built_log, early_head(other)))
     first = report.first
     assert first is not None and first.kind == "head_signature" and first.head_size == 0
+    negative = early_head(own, -3)
+
+    def negative_and_a_wrong_root(rows, decoded, serde):
+        out = []
+        for (part, k, v), d in zip(rows, decoded, strict=True):
+            if d.event_type == "TreeHeadSigned" and d.record["tree_size"] == 300:
+                v = serde.encode("TreeHeadSigned", dict(d.record, root_hash=bytes(32)))
+            out.append((part, k, v))
+        return negative(out, decoded, serde)
+
+    report = _run_copy(built_log, _audit_rows_edit(built_log, negative_and_a_wrong_root))
+    assert [(d.kind, d.head_size) for d in report.divergences] == [("head_root", -3), ("head_root", 300)]
 
 
 def test_one_changed_byte_is_named(built_log):
