@@ -14,21 +14,25 @@ def _b64(b: bytes) -> str:
     return base64.b64encode(b).decode()
 
 
-async def _range_hashes(store: AuditStore, ranges: list[tuple[int, int]]) -> list[bytes]:
+async def _range_hashes(store: AuditStore, ranges: list[tuple[int, int]],
+                        have: dict[tuple[int, int], bytes] | None = None) -> list[bytes]:
+    tiles = dict(have or {})
     wanted = {tile_of(lvl, idx)[:2] for lo, hi in ranges for lvl, idx in perfect_subtrees(lo, hi)}
-    tiles = await store.tiles(wanted)
-    return TileReader(lambda _w: tiles).range_hashes(ranges)
+    if missing := wanted - tiles.keys():
+        tiles.update(await store.tiles(missing))
+    return TileReader(lambda _w: tiles, store.tile_nodes).range_hashes(ranges)
 
 
 async def inclusion_document(store: AuditStore, event_id: str) -> dict[str, Any]:
     """The inclusion proof of an event's leaf against the latest signed head."""
-    entry, size, note = await store.entry_and_latest_head(event_id)  # one round trip, then one for tiles
-    if entry is None:
+    found = await store.inclusion_material(event_id)  # entry, head and the tiles: one round trip
+    if found is None:
         raise NotInLog(f"event {event_id} is not in log {store.log_id}", what="event")
+    entry, size, note, tiles = found
     if size is None or size <= entry.leaf_index:
         raise NotInLog(f"leaf {entry.leaf_index} is not covered by a signed head yet; retry after the next head",
                        what="head")
-    hashes = await _range_hashes(store, inclusion_ranges(entry.leaf_index, size))
+    hashes = await _range_hashes(store, inclusion_ranges(entry.leaf_index, size), tiles)
     return {
         "kind": "inclusion", "log_id": store.log_id, "event_id": event_id, "leaf_index": entry.leaf_index,
         "tree_size": size, "leaf_hash": _b64(entry.leaf_hash), "hashes": [_b64(h) for h in hashes],

@@ -8,9 +8,13 @@ A tile's stored hashes never change; a partial tile (width < 256) only grows.
 
 from __future__ import annotations
 
+import hashlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 
-from streams.audit.hashing import node_hash
+from streams.audit.hashing import NODE_PREFIX, node_hash
+
+_sha256 = hashlib.sha256
 
 TILE_HEIGHT = 8
 TILE_WIDTH = 1 << TILE_HEIGHT
@@ -80,20 +84,64 @@ def consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
     return out
 
 
+class TileNodes:
+    """The nodes inside tiles: a tile's hashes combined a level at a time into every node it holds.
+
+    Kept for the ``capacity`` tiles used last, keyed by the tile's bytes, so a cached answer is
+    always that of the same hashes (a tile only grows: a wider tile is another key). A proof in a
+    million-leaf log then recomputes only its leaf tile: the tiles above and the right edge's
+    partial tiles are shared by every proof against the same head.
+    """
+
+    def __init__(self, capacity: int = 256) -> None:
+        self._capacity = capacity
+        self._cache: OrderedDict[bytes, list[list[bytes]]] = OrderedDict()
+
+    def levels(self, data: bytes) -> list[list[bytes]]:
+        """Level ``k`` of the result: the nodes of ``2**k`` of the tile's hashes, left to right."""
+        cache = self._cache
+        levels = cache.get(data)
+        if levels is not None:
+            cache.move_to_end(data)
+            return levels
+        level = [data[i:i + 32] for i in range(0, len(data) - len(data) % 32, 32)]
+        levels = [level]
+        sha, pre = _sha256, NODE_PREFIX
+        while len(level) > 1:
+            level = [sha(pre + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
+            levels.append(level)
+        if self._capacity > 0:
+            cache[data] = levels
+            if len(cache) > self._capacity:
+                cache.popitem(last=False)
+        return levels
+
+
+def _node(levels: dict[tuple[int, int], list[list[bytes]]], level: int, index: int) -> bytes:
+    t, n, first, count = tile_of(level, index)
+    k = level % TILE_HEIGHT
+    tile = levels.get((t, n))
+    if tile is None or len(tile[0]) < first + count:
+        raise LookupError(f"tile {t}/{n} does not hold node {level}/{index}")
+    return tile[k][first >> k]
+
+
 class TileReader:
     """Node hashes of a tree of a given size, read from tiles (fetched in one round per proof)."""
 
-    def __init__(self, fetch: TileFetcher) -> None:
+    def __init__(self, fetch: TileFetcher, nodes: TileNodes | None = None) -> None:
         self._fetch = fetch
+        self._nodes = nodes if nodes is not None else TileNodes(capacity=0)
 
     def range_hashes(self, ranges: Iterable[tuple[int, int]]) -> list[bytes]:
         ranges = list(ranges)
         nodes = {n for lo, hi in ranges for n in perfect_subtrees(lo, hi)}
         wanted = {tile_of(lvl, idx)[:2] for lvl, idx in nodes}
         tiles = self._fetch(wanted)
+        levels = {key: self._nodes.levels(tiles[key]) for key in wanted if key in tiles}
         cache: dict[tuple[int, int], bytes] = {}
         for lvl, idx in nodes:
-            cache[(lvl, idx)] = _node_from_tile(tiles, lvl, idx)
+            cache[(lvl, idx)] = _node(levels, lvl, idx)
         out = []
         for lo, hi in ranges:
             subs = [cache[n] for n in perfect_subtrees(lo, hi)]
@@ -120,15 +168,16 @@ class TileReader:
         return self.range_hashes([(0, size)])[0]
 
 
-def _node_from_tile(tiles: dict[tuple[int, int], bytes], level: int, index: int) -> bytes:
-    t, n, first, count = tile_of(level, index)
-    data = tiles.get((t, n))
-    if data is None or len(data) < (first + count) * 32:
-        raise LookupError(f"tile {t}/{n} does not hold node {level}/{index}")
-    hs = [data[i * 32:(i + 1) * 32] for i in range(first, first + count)]
-    while len(hs) > 1:
-        hs = [node_hash(hs[i], hs[i + 1]) for i in range(0, len(hs), 2)]
-    return hs[0]
+def proof_tiles(index: int, size: int) -> set[tuple[int, int]]:
+    """The tiles an inclusion proof of ``index`` in a tree of ``size`` reads, as far as tested: per
+    tile level, the tile on the leaf's path and the tile at the right edge. ``AuditStore.
+    inclusion_material`` fetches these with the entry; the prover fetches any other it needs."""
+    out, t = set(), 0
+    while size >> (TILE_HEIGHT * t):
+        out.add((t, index >> (TILE_HEIGHT * (t + 1))))
+        out.add((t, size >> (TILE_HEIGHT * (t + 1))))
+        t += 1
+    return out
 
 
 class TileBuilder:

@@ -127,12 +127,48 @@ class RootAccumulator:
         return r
 
 
+def tree_levels(leaves: list[bytes]) -> list[list[bytes]]:
+    """Every level of the tree over ``leaves`` (already hashed), built bottom-up a level at a time.
+
+    Level ``k`` holds the roots of the perfect subtrees of ``2**k`` leaves, left to right
+    (``len(leaves) >> k`` of them): node ``j`` of level ``k + 1`` is ``node_hash`` of nodes ``2j`` and
+    ``2j + 1`` of level ``k``. One comprehension per level instead of a stack push per leaf.
+    """
+    levels = [leaves]
+    sha, pre = _sha256, NODE_PREFIX
+    level = leaves
+    while len(level) > 1:
+        level = [sha(pre + a + b).digest() for a, b in zip(level[0::2], level[1::2])]
+        levels.append(level)
+    return levels
+
+
+def root_from_levels(levels: list[list[bytes]], size: int) -> bytes:
+    """RFC 6962 MTH of the first ``size`` leaves, from :func:`tree_levels` of at least that many.
+
+    The first ``size`` leaves split into perfect subtrees, one per set bit of ``size``, largest
+    first; the root folds them from the right (as :meth:`RootAccumulator.root`).
+    """
+    if size < 0 or size > len(levels[0]):
+        raise ValueError(f"size {size} outside a tree of {len(levels[0])} leaves")
+    if size == 0:
+        return EMPTY_ROOT
+    parts, start = [], 0
+    for k in range(size.bit_length() - 1, -1, -1):
+        if size >> k & 1:
+            parts.append(levels[k][start >> k])
+            start += 1 << k
+    r = parts[-1]
+    for h in reversed(parts[:-1]):
+        r = node_hash(h, r)
+    return r
+
+
 def merkle_root(leaves: list[bytes]) -> bytes:
     """RFC 6962 MTH of already-hashed leaves."""
-    acc = RootAccumulator()
-    for leaf in leaves:
-        acc.add(leaf)
-    return acc.root()
+    if not leaves:
+        return EMPTY_ROOT
+    return root_from_levels(tree_levels(list(leaves)), len(leaves))
 
 
 # ---------------------------------------------------------------- checkpoints (C2SP signed notes)

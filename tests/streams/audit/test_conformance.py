@@ -12,10 +12,21 @@ import pytest
 
 from streams.audit.compact import CompactRange
 from streams.audit.hashing import EMPTY_ROOT, leaf_hash, node_hash
-from streams.audit.tiles import TileBuilder, TileReader
+from streams.audit.tiles import (
+    TileBuilder,
+    TileNodes,
+    TileReader,
+    inclusion_ranges,
+    perfect_subtrees,
+    proof_tiles,
+    tile_of,
+)
 from streams.audit.verifier import (
+    RootAccumulator,
     VerificationError,
     merkle_root,
+    root_from_levels,
+    tree_levels,
     verify_consistency,
     verify_inclusion,
 )
@@ -59,6 +70,66 @@ def test_leaf_hashes_and_roots_from_the_writer_and_the_verifier():
         assert merkle_root(leaves[:n]).hex() == r["root_hex"]
         if n:
             assert reader.root(n).hex() == r["root_hex"]
+
+
+def test_roots_a_level_at_a_time_and_by_accumulator():
+    """verify builds the tree a level at a time and reads every head's root from it; its leaf-by-leaf
+    check uses the accumulator: both give the vectors' roots for every prefix of one tree."""
+    leaves = [leaf_hash(H(x)) for x in V["leaf_inputs_hex"]]
+    levels = tree_levels(leaves)
+    acc = RootAccumulator()
+    want = {r["tree_size"]: r["root_hex"] for r in V["roots"]}
+    assert root_from_levels(levels, 0) == acc.root() == EMPTY_ROOT
+    for n, leaf in enumerate(leaves, 1):
+        acc.add(leaf)
+        assert root_from_levels(levels, n) == acc.root()
+        if n in want:
+            assert acc.root().hex() == want[n]
+    many = [leaf_hash(i.to_bytes(4, "big")) for i in range(300)]
+    levels, acc = tree_levels(many), RootAccumulator()
+    for n, leaf in enumerate(many, 1):
+        acc.add(leaf)
+        assert root_from_levels(levels, n) == acc.root()
+    with pytest.raises(ValueError):
+        root_from_levels(levels, 301)
+
+
+def test_proof_tiles_name_every_tile_an_inclusion_proof_reads():
+    """``prove`` fetches proof_tiles(index, size) with the entry, in one query; it must be enough."""
+    import random
+
+    def reads(i, n):
+        return {tile_of(lvl, x)[:2] for lo, hi in inclusion_ranges(i, n) for lvl, x in perfect_subtrees(lo, hi)}
+
+    for n in range(1, 160):
+        for i in range(n):
+            assert reads(i, n) <= proof_tiles(i, n), (i, n)
+    rng = random.Random(6962)
+    for _ in range(1500):
+        n = rng.choice([rng.randint(1, 70_000), rng.randint(1, 3_000_000), rng.randint(1, 1 << 40)])
+        i = rng.randrange(n)
+        assert reads(i, n) <= proof_tiles(i, n), (i, n)
+
+
+def test_cached_tile_nodes_give_the_same_proofs():
+    leaves = [leaf_hash(i.to_bytes(4, "big")) for i in range(70_000)]
+    cr = CompactRange()
+    tb, store = TileBuilder(), {}
+    for leaf in leaves:
+        done: list = []
+        cr.append(leaf, done)
+        tb.add(done)
+        store.update(tb.take_dirty())
+    fetch = lambda wanted: {k: store[k] for k in wanted if k in store}  # noqa: E731
+    plain, cached = TileReader(fetch), TileReader(fetch, TileNodes(capacity=8))
+    levels = tree_levels(leaves)
+    assert root_from_levels(levels, 70_000) == cr.root()
+    for i in list(range(0, 70_000, 997)) + [69_999]:
+        for n in (i + 1, 65_536, 70_000):
+            if i < n:
+                proof = cached.inclusion_proof(i, n)
+                assert proof == plain.inclusion_proof(i, n)
+                verify_inclusion(i, n, leaves[i], proof, root_from_levels(levels, n))
 
 
 def test_inclusion_vectors():

@@ -82,6 +82,51 @@ def test_verify_reads_entries_exactly_as_the_serde_and_refuses_broken_ones(catal
                 parse_entry(v + b"\x00")
 
 
+def test_the_entry_matcher_reads_what_parse_entry_reads_and_nothing_else(catalog):
+    """verify's regular expression: the same six fields as parse_entry for the writer's values, and
+    no match (so parse_entry or the serde decide) for every cut, extension or unlearned literal."""
+    from events.avro_binary import encode_long
+    from streams.audit.logcheck import _EntryMatcher, _zigzag, parse_entry
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames("x."))
+    asyncio.run(serde.prepare())
+    sid = serde.schema_id("AuditEntryAppended")
+    at = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
+    log_id = "qi.local/audit"
+    m = _EntryMatcher(log_id, ["qi.readings.v1"])
+    enc = EntryEncoder(framing.header(sid), "qi-audit", log_id)
+    cases = [(None, None, 0, 0, 0), (str(uuid.uuid4()), "SensorReading", 63, 5, 64),
+             (str(uuid.uuid4()), "SensorReading", 8191, 70_000, 8192), (None, "X" * 300, 2**20, 1, 2**45),
+             (None, None, 10**9, 2**31 - 1, 2**62)]
+    values = [enc.encode(str(uuid.uuid4()), at, cause, i, bytes(range(i % 7, i % 7 + 32)), "qi.readings.v1",
+                         p, off, cause, etype) for cause, etype, i, p, off in cases]
+    assert m.fullmatch(values[0]) is None  # nothing learned yet
+    for v in values:
+        m.learn(sid, serde.decode(v, plain=True).record)
+    for v in values:
+        g = m.fullmatch(v)
+        assert g is not None
+        ib, lh, key, ob = g.groups()
+        lid, idx, want_lh, topic, part, off = parse_entry(v)
+        assert (lid, _zigzag(ib), lh, _zigzag(ob)) == (log_id.encode(), idx, want_lh, off)
+        assert key == encode_long(len(topic)) + topic + encode_long(part)  # one key per source partition
+        for cut in range(len(v)):
+            assert m.fullmatch(v[:cut]) is None
+        assert m.fullmatch(v + b"\x00") is None
+    # another log, another topic, another schema id: no match
+    other = EntryEncoder(framing.header(sid), "qi-audit", "qi.local/other").encode(
+        str(uuid.uuid4()), at, None, 1, bytes(32), "qi.readings.v1", 0, 1, None, None)
+    assert m.fullmatch(other) is None
+    elsewhere = enc.encode(str(uuid.uuid4()), at, None, 1, bytes(32), "qi.twins.v1", 0, 1, None, None)
+    assert m.fullmatch(elsewhere) is None
+    assert m.fullmatch(framing.header(sid + 1) + values[0][5:]) is None
+    short_hash = enc.encode(str(uuid.uuid4()), at, None, 1, bytes(31), "qi.readings.v1", 0, 1, None, None)
+    assert m.fullmatch(short_hash) is None and parse_entry(short_hash)[2] == bytes(31)
+    for b in (b"\x00", b"\x7e", b"\x80\x01", b"\xff\x7f", b"\x81\x80\x01", b"\xff\xff\xff\x0f", b"\x81\x80\x80\x80\x01"):
+        x = sum((c & 0x7F) << (7 * k) for k, c in enumerate(b))
+        assert _zigzag(b) == (x >> 1) ^ -(x & 1)
+
+
 def test_the_envelope_is_the_event_type_and_id_only(catalog):
     from events.errors import NotFramedError, UnknownSchemaError
     from tests.streams.helpers import readings

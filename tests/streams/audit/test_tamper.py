@@ -17,6 +17,8 @@ from aiokafka import AIOKafkaProducer
 from events.models import Signature
 from events.signing import HybridKeyPair, HybridPublicKey
 from streams.audit.checkpoint import checkpoint_body, sign_head
+from streams.audit import fetch
+from streams.audit.hashing import EMPTY_ROOT
 from streams.audit.logcheck import read_raw, verify_log
 from streams.audit.verifier import VerificationError, verify_checkpoint
 from tests.conftest import make_settings
@@ -122,6 +124,95 @@ def test_a_faithful_copy_verifies(built_log):
     report = _run_copy(built_log)
     assert report.ok, report.divergences
     assert report.leaves == built_log[2] and report.heads >= 5
+    assert not report.leaf_by_leaf  # decided by the clean check
+
+
+def test_verify_reads_the_records_the_consumer_reads(built_log):
+    """The raw Fetch reader of verify returns every record the consumer returns, byte for byte."""
+    src = built_log[0]
+    topics = [src.topics.topic(f) for f in FAMILIES]
+    want = asyncio.run(_records(src, FAMILIES))
+    got: dict[str, list] = {}
+
+    def take(chunk):
+        got.setdefault(chunk.tp.topic, []).extend(
+            (chunk.tp.partition, m.offset, m.key, m.value) for m in fetch.records(chunk))
+
+    asyncio.run(fetch.read_chunks(src.endpoints().kafka, topics, take, partition_bytes=4096))  # many fetches
+    assert {t: sorted(rows) for t, rows in got.items()} == {
+        t: [(m.partition, m.offset, m.key, m.value) for m in msgs] for t, msgs in want.items()}
+    assert sum(map(len, got.values())) > built_log[2]
+
+
+def _audit_rows_edit(built_log, fn):
+    """An edit of the audit topic's rows: ``fn(rows, decoded)`` with the rows' decoded events."""
+    serde = asyncio.run(built_log[0].serde())
+
+    def edit(rows):
+        return fn(list(rows), [serde.decode(v, plain=True) for _, _, v in rows], serde)
+    return _edit_topic("audit", edit)
+
+
+def test_entries_published_twice_still_verify(built_log):
+    """After a crash the worker publishes some AuditEntryAppended again (same bytes): still clean."""
+    def republish(rows, decoded, _serde):
+        entries = [r for r, d in zip(rows, decoded, strict=True) if d.event_type == "AuditEntryAppended"]
+        return rows + entries[100:130]
+
+    report = _run_copy(built_log, _audit_rows_edit(built_log, republish))
+    assert report.ok, report.divergences
+    assert report.leaves == built_log[2] and not report.leaf_by_leaf
+
+
+def test_a_second_different_entry_for_a_leaf_is_a_conflict(built_log):
+    def conflicting(rows, decoded, serde):
+        for (part, k, _), d in zip(rows, decoded, strict=True):
+            if d.event_type == "AuditEntryAppended" and d.record["leaf_index"] == 123:
+                rec = dict(d.record, leaf_hash=bytes(32))
+                return rows + [(part, k, serde.encode("AuditEntryAppended", rec))]
+        raise AssertionError("no entry 123")
+
+    report = _run_copy(built_log, _audit_rows_edit(built_log, conflicting))
+    first = report.first
+    assert first is not None and first.kind == "conflict" and first.leaf_index == 123
+    assert report.leaf_by_leaf
+
+
+def test_a_head_of_the_empty_tree_is_checked_too(built_log, key_dir):
+    """A TreeHeadSigned of size 0 is checked against the empty root, one of a negative size is
+    named (either once stopped every later head from being checked); signed by another key, the
+    empty tree's head is named."""
+    own = HybridKeyPair.load(key_dir, "audit-log")
+    other = HybridKeyPair.generate(key_id=own.public.key_id)
+    log_id = built_log[0].settings.audit.log_id
+
+    def early_head(key, size=0):
+        def add(rows, decoded, serde):
+            for (part, k, _), d in zip(rows, decoded, strict=True):
+                if d.event_type == "TreeHeadSigned":
+                    rec = dict(d.record, tree_size=size, root_hash=EMPTY_ROOT, signatures=[
+                        s.model_dump() for s in key.sign(checkpoint_body(log_id, size, EMPTY_ROOT).encode())])
+                    return [(part, k, serde.encode("TreeHeadSigned", rec))] + rows
+            raise AssertionError("no head")
+        return add
+
+    report = _run_copy(built_log, _audit_rows_edit(built_log, early_head(own)))
+    assert report.ok, report.divergences
+    report = _run_copy(built_log, _audit_rows_edit(built_log, early_head(other)))
+    first = report.first
+    assert first is not None and first.kind == "head_signature" and first.head_size == 0
+    negative = early_head(own, -3)
+
+    def negative_and_a_wrong_root(rows, decoded, serde):
+        out = []
+        for (part, k, v), d in zip(rows, decoded, strict=True):
+            if d.event_type == "TreeHeadSigned" and d.record["tree_size"] == 300:
+                v = serde.encode("TreeHeadSigned", dict(d.record, root_hash=bytes(32)))
+            out.append((part, k, v))
+        return negative(out, decoded, serde)
+
+    report = _run_copy(built_log, _audit_rows_edit(built_log, negative_and_a_wrong_root))
+    assert [(d.kind, d.head_size) for d in report.divergences] == [("head_root", -3), ("head_root", 300)]
 
 
 def test_one_changed_byte_is_named(built_log):

@@ -1,0 +1,166 @@
+"""Whole partitions as raw record batches, for ``verify``: Fetch responses without per-record objects.
+
+aiokafka's consumer wraps every record in a ``ConsumerRecord`` (a Python dataclass with eleven
+fields, headers copied into a tuple): about a third of ``qi audit verify`` went there. ``verify``
+needs only the offset, key and value of each record, so it sends Fetch requests itself through
+aiokafka's client and hands on each partition's returned bytes (:class:`Chunk`); :func:`records`
+iterates them with aiokafka's own record-batch parser (C), with the consumer's rules: control
+batches skipped, CRCs checked, only offsets in ``[start, end)``. The next request is sent before a
+response is handed on, so the broker prepares it while the caller works.
+
+Start and end offsets come from a consumer as in :func:`events.reader.log_end_offsets` (the end
+from a fetch's high watermark: Tansu's ListOffsets latest is not to be trusted, STACK.md).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from itertools import chain
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import errors as kafka_errors
+from aiokafka.client import AIOKafkaClient
+from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.record.memory_records import MemoryRecords
+
+from events.reader import log_end_offsets
+
+READ_UNCOMMITTED = 0
+
+
+class FetchFailed(Exception):
+    """A partition could not be read to its end (a broker error or a record larger than a fetch)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """The bytes one Fetch response returned for one partition, and the offsets wanted of them."""
+
+    tp: TopicPartition
+    raw: bytes
+    start: int  # the fetch offset: records below it are skipped (a batch may begin earlier)
+    end: int  # exclusive: the log end when the read began
+
+
+def records(chunk: Chunk) -> Iterator[Any]:
+    """The records of ``chunk`` with offsets in ``[start, end)``, ascending: objects with
+    ``offset``, ``key`` and ``value`` (aiokafka's C ``DefaultRecord``), made as they are iterated
+    (so each is garbage as soon as the caller is done with it: no collector work for the batch)."""
+    return chain.from_iterable(_batches(chunk))
+
+
+def _batches(chunk: Chunk) -> Iterator[Iterable[Any]]:
+    mr = MemoryRecords(chunk.raw)
+    lo, hi = chunk.start, chunk.end
+    while mr.has_next():
+        b = mr.next_batch()
+        if not b.validate_crc():
+            raise kafka_errors.CorruptRecordException(f"Invalid CRC - {chunk.tp}")
+        if b.is_control_batch:
+            continue
+        base = getattr(b, "base_offset", None)  # v2 batches; legacy message sets are filtered per record
+        if base is not None and base >= lo and b.next_offset <= hi:
+            yield b
+        else:
+            yield [r for r in b if lo <= r.offset < hi]
+
+
+def _advance(chunk: Chunk) -> int:
+    """The fetch offset after ``chunk``: the next offset of its last complete batch (headers only)."""
+    mr = MemoryRecords(chunk.raw)
+    pos = chunk.start
+    while mr.has_next():
+        pos = max(pos, mr.next_batch().next_offset)
+    return pos
+
+
+async def _bounds(bootstrap: str, topics: list[str], client_id: str) -> dict[TopicPartition, tuple[int, int]]:
+    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
+                         client_id=client_id, max_partition_fetch_bytes=1024 * 1024)
+    await c.start()
+    try:
+        known = await c.topics()
+        tps = [TopicPartition(t, p) for t in topics if t in known for p in sorted(c.partitions_for_topic(t) or ())]
+        if not tps:
+            return {}
+        c.assign(tps)
+        ends = await log_end_offsets(c, tps)
+        starts = await c.beginning_offsets(tps)
+        return {tp: (starts[tp], ends[tp]) for tp in tps}
+    finally:
+        await c.stop()
+
+
+async def read_chunks(
+    bootstrap: str, topics: list[str], on_chunk: Callable[[Chunk], None], *, client_id: str = "qi-audit-verify",
+    partition_bytes: int = 16 * 1024 * 1024, max_bytes: int = 64 * 1024 * 1024, retries: int = 20,
+) -> dict[TopicPartition, tuple[int, int]]:
+    """Every record of ``topics`` up to the log end as it was when called, as :class:`Chunk`s in
+    offset order per partition; returns each partition's ``(start, end)``."""
+    bounds = await _bounds(bootstrap, topics, client_id)
+    pos = {tp: s for tp, (s, e) in bounds.items() if e > s}
+    if not pos:
+        return bounds
+    client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id=client_id)
+    await client.bootstrap()
+    try:
+        fails = 0
+
+        def requests() -> list[asyncio.Task]:
+            by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
+            for tp, off in sorted(pos.items()):
+                node = client.cluster.leader_for_partition(tp)
+                if node is None or node == -1:
+                    raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
+                by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, off, partition_bytes))
+            return [asyncio.create_task(client.send(node, FetchRequest(500, 1, max_bytes, READ_UNCOMMITTED,
+                                                                         list(t.items()))))
+                    for node, t in by_node.items()]
+
+        pending = requests()
+        while pending:
+            responses = await asyncio.gather(*pending)
+            chunks: list[Chunk] = []
+            retry = False
+            for response in responses:
+                for topic, parts in response.topics:
+                    for partition, error_code, _highwater, *data in parts:
+                        tp = TopicPartition(topic, partition)
+                        if tp not in pos:
+                            continue
+                        error = kafka_errors.for_code(error_code)
+                        if error is not kafka_errors.NoError:
+                            if not getattr(error, "retriable", False):
+                                raise FetchFailed(f"{topic}/{partition} at {pos[tp]}: {error.__name__}")
+                            retry = True
+                            continue
+                        chunk = Chunk(tp, data[-1], pos[tp], bounds[tp][1])
+                        nxt = _advance(chunk)
+                        if nxt == pos[tp]:
+                            if chunk.raw:
+                                raise FetchFailed(f"{topic}/{partition} at {pos[tp]}: a record larger than "
+                                                  f"{partition_bytes} bytes")
+                            retry = True
+                            continue
+                        chunks.append(chunk)
+                        if nxt >= chunk.end:
+                            del pos[tp]
+                        else:
+                            pos[tp] = nxt
+            if retry:
+                fails += 1
+                if fails > retries:
+                    raise FetchFailed(f"gave up after {retries} retried fetches: {sorted(pos)}")
+                await asyncio.sleep(0.1)
+                await client.force_metadata_update()
+            pending = requests() if pos else []
+            if pending:
+                await asyncio.sleep(0)  # let the requests go out before the CPU work below
+            for chunk in chunks:
+                on_chunk(chunk)
+    finally:
+        await client.close()
+    return bounds
