@@ -18,7 +18,12 @@ warehouse, audit) and ``qi api`` serves it. Then, for ``--seconds`` each after a
   many screens), which the API coalesces and reuses for QI_API_CACHE_S.
 * **client_floor**: the load generator alone against a trivial HTTP server in another process
   (a fixed 200 answer): the most this client can measure on this machine.
-* **api_live**: ``GET /live`` of the API (no I/O): what serving through uvicorn + FastAPI costs.
+* **api_live**: ``GET /live`` of the API (no I/O): what serving costs before any endpoint work.
+
+Every API row also has ``cpu_ms_per_request``: the CPU time (user + system, /proc) of the ``qi api``
+processes during the measured seconds divided by the requests answered, which holds up under a
+shared machine's load better than requests/s. ``verify`` also has ``floor_lean_per_s``: the same
+Redis reads through the API's own client (qi/api/sources/resp.py), same concurrency.
 
 The load comes from a separate process with a minimal HTTP/1.1 keep-alive client on asyncio
 (``--clients`` connections, each sending its next request when the previous answer is in).
@@ -77,7 +82,7 @@ async def _client(host: str, port: int, requests: list[bytes], first: int, step:
 
 
 def _load(host: str, port: int, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float,
-          seconds: float, out) -> None:
+          seconds: float, out, marks=None) -> None:
     try:
         import uvloop
         uvloop.install()
@@ -93,25 +98,57 @@ def _load(host: str, port: int, paths: list[str], headers: dict[str, str], clien
                                for c in range(clients)))
         lat: list[float] = []
         statuses: dict[int, int] = {}
+        if marks is not None:
+            marks.put("start")
         t0 = time.perf_counter()
         await asyncio.gather(*(_client(host, port, requests, c, clients, t0 + seconds, lat, statuses)
                                for c in range(clients)))
-        return lat, time.perf_counter() - t0, statuses
+        elapsed = time.perf_counter() - t0
+        if marks is not None:
+            marks.put("end")
+        return lat, elapsed, statuses
 
     lat, elapsed, statuses = asyncio.run(go())
     out.put({"lat": lat, "elapsed": elapsed, "statuses": statuses})
 
 
-def load(url: str, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float, seconds: float) -> dict:
-    """``clients`` connections from a process of their own; client c asks paths[c], paths[c + clients], ..."""
+def _cpu_s(pid: int) -> float:
+    """User + system CPU seconds of a process and its children (uvicorn's workers)."""
+    import psutil
+
+    total = 0.0
+    root = psutil.Process(pid)
+    for p in [root, *root.children(recursive=True)]:
+        try:
+            t = p.cpu_times()
+            total += t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return total
+
+
+def load(url: str, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float, seconds: float,
+         cpu_pid: int | None = None) -> dict:
+    """``clients`` connections from a process of their own; client c asks paths[c], paths[c + clients], ...
+    With ``cpu_pid``, also the CPU ms per request of that process tree during the measured part."""
     host, port = url.split("//", 1)[1].rsplit(":", 1)
-    q: mp.Queue = mp.get_context("spawn").Queue()
-    p = mp.get_context("spawn").Process(target=_load, args=(host, int(port), paths, headers, clients, warmup_s,
-                                                            seconds, q))
+    ctx = mp.get_context("spawn")
+    q: mp.Queue = ctx.Queue()
+    marks: mp.Queue = ctx.Queue()
+    p = ctx.Process(target=_load, args=(host, int(port), paths, headers, clients, warmup_s, seconds, q, marks))
     p.start()
+    cpu = None
+    if cpu_pid is not None:
+        marks.get(timeout=warmup_s + 120)  # the measured part starts
+        c0 = _cpu_s(cpu_pid)
+        marks.get(timeout=seconds + 120)  # ...and ends
+        cpu = _cpu_s(cpu_pid) - c0
     res = q.get(timeout=warmup_s + seconds + 120)
     p.join(30)
-    return summary(res["lat"], res["elapsed"], res["statuses"])
+    out = summary(res["lat"], res["elapsed"], res["statuses"])
+    if cpu is not None:
+        out["cpu_ms_per_request"] = cpu * 1000 / max(1, out["requests"])
+    return out
 
 
 _TRIVIAL = b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 13\r\n\r\n{\"live\":true}"
@@ -206,6 +243,29 @@ async def redis_floor(redis_url: str, prefix: str, certificate_id: str, clients:
         await r.aclose()
 
 
+async def redis_lean_floor(redis_url: str, prefix: str, certificate_id: str, clients: int, warmup_s: float,
+                           seconds: float) -> dict | None:
+    """The same reads through the API's own Redis client (None on code without it)."""
+    try:
+        from qi.api.sources.resp import LeanRedis
+    except ImportError:
+        return None
+    ns = prefix.lower().replace(".", "_").replace("-", "_")
+    base = f"qi:{ns}lookups:"
+    r = LeanRedis(redis_url, connections=2)
+
+    async def one(_: int):
+        (gen,) = await r.execute([("GET", base + "current")])
+        got = await r.execute([("HGETALL", f"{base}{gen}:certificates:{certificate_id}"),
+                               ("HGETALL", f"{base}{gen}:certificate_validations:{certificate_id}")])
+        assert got[0], "the certificate is not in Redis"
+
+    try:
+        return await _closed_loop(one, clients, warmup_s, seconds)
+    finally:
+        await r.close()
+
+
 async def clickhouse_floor(endpoint: str, database: str, params_for, clients: int, warmup_s: float,
                            seconds: float) -> dict:
     """The API's SQL for the 24 h series posted straight to the warehouse's SQL endpoint (aiohttp);
@@ -271,14 +331,16 @@ def main() -> None:
         rows = []
         both = {"clients": args.clients, "warmup_s": args.warmup, "seconds": args.seconds}
         print(f"client_floor / api_live: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+        api_pid = world.procs["api"].proc.pid
         cf = client_floor(**both)
-        live = load(world.url, ["/live"], {}, **both)
+        live = load(world.url, ["/live"], {}, **both, cpu_pid=api_pid)
         # verify
         print(f"verify: {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        v = load(world.url, [f"/verify/{VALID}"], {}, **both)
+        v = load(world.url, [f"/verify/{VALID}"], {}, **both, cpu_pid=api_pid)
         vf = asyncio.run(redis_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
+        vl = asyncio.run(redis_lean_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
         rows.append({"name": "verify", **v, "floor_per_s": vf["requests_per_s"], "floor_p50_ms": vf["p50_ms"],
-                     "floor_p99_ms": vf["p99_ms"]})
+                     "floor_p99_ms": vf["p99_ms"], "floor_lean_per_s": vl and vl["requests_per_s"]})
         # sensor_24h: request k asks for the 24 h ending k seconds before the newest reading's minute
         to = world.now + timedelta(minutes=1)
         frm = to - timedelta(hours=24)
@@ -311,13 +373,15 @@ def main() -> None:
         for name, r in (("client_floor", cf), ("api_live", live)):
             rows.append({"name": name, **r, "floor_per_s": cf["requests_per_s"], "floor_p50_ms": cf["p50_ms"],
                          "floor_p99_ms": cf["p99_ms"]})
-        table = [{k: r[k] for k in ("name", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "floor_per_s",
-                                    "floor_p50_ms", "floor_p99_ms")} for r in rows]
+        table = [{**{k: r[k] for k in ("name", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "floor_per_s",
+                                       "floor_p50_ms", "floor_p99_ms")}, "cpu_ms_per_req": r.get("cpu_ms_per_request")}
+                 for r in rows]
         path_out = report("api", table, params={**vars(args), "machine_note": "shared 2-core machine, loaded"})
         doc = json.loads(path_out.read_text())
         for r in rows:
             doc[r["name"]] = {k: r[k] for k in ("requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms",
                                                 "floor_per_s", "floor_p50_ms", "floor_p99_ms", "statuses")}
+            doc[r["name"]].update({k: r[k] for k in ("cpu_ms_per_request", "floor_lean_per_s") if k in r})
         doc["sensor_24h_single_query_p50_ms"] = one["p50_ms"]
         doc["load_average"] = {"before": load_before, "after": list(os.getloadavg())}
         doc["goals"] = {"verify": {"requests_per_s": 2000, "p99_ms": 50}, "sensor_24h": {"p95_ms": 200}}

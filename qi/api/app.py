@@ -12,13 +12,14 @@ from fastapi import FastAPI
 
 from qi.api import errors
 from qi.api.auth import Tokens
+from qi.api.fastpath import QiApi
 from qi.api.limits import BodyLimit
 from qi.api.metrics import ApiMetrics, MetricsMiddleware
 from qi.api.ratelimit import TokenBucket
 from qi.api.shared import Shared
 from qi.api.routers import alerts, audit, certificates, events, health, registry, sensors, twins, verify
-from qi.api.routers.verify import _Slow
 from qi.api.sources.container import ApiSources
+from qi.api.verification import Verifications
 from qi.api.web import router as web_router
 from qi.config import ApiSettings
 
@@ -48,14 +49,14 @@ def create_app(settings: ApiSettings, sources: ApiSources, tokens: Tokens) -> Fa
         finally:
             await sources.close()
 
-    app = FastAPI(title="QI Stream API", version="1", description=DESCRIPTION, lifespan=lifespan)
+    app = QiApi(title="QI Stream API", version="1", description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.sources = sources
     app.state.tokens = tokens
     app.state.metrics = ApiMetrics()
     app.state.verify_bucket = TokenBucket(settings.verify_rate_per_s / settings.workers,
                                           max(1, settings.verify_burst // settings.workers))
-    app.state.verify_cache = _Slow(settings.verify_cache_s)
+    app.state.verify_cache = Verifications(settings.verify_cache_s)
     app.state.shared = Shared()
     errors.install(app)
     include_routers(app)

@@ -44,6 +44,10 @@ def api(platform: Platform, host: str | None, port: int | None, workers: int | N
         fail(str(e))
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    # uvicorn writes a response's head and body in two writes; with Nagle on, the body waits for the
+    # head's ACK (a delayed ACK: up to 40 ms). Accepted sockets inherit this on Linux; uvicorn's
+    # workers (`fd=`) would not set it themselves, they take the fd for a Unix socket (decision 0120).
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
         sock.bind((host, port))
     except OSError as e:

@@ -1,0 +1,136 @@
+"""The lean path (qi/api/fastpath.py, decision 0120) and FastAPI's route answer /verify and /live
+identically: the same status, headers and bytes (``checked_at`` aside), the same rate limit, denial
+log and metrics; and the lean path really serves them (FastAPI is not called), while what it does
+not handle reaches FastAPI. An app of the API world's stores in this process, driven over ASGI."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+
+import httpx
+import pytest
+import structlog
+from fastapi import FastAPI
+
+from projections.registry import LOOKUPS
+from qi.api.ratelimit import TokenBucket
+from qi.api.sources.lookups import LookupReader
+from qi.config import Settings
+from qi.platform import Platform
+from tests.api.world import FORGED, REVOKED, UNACCREDITED, VALID
+
+pytestmark = pytest.mark.stack
+
+_CHECKED_AT = re.compile(rb'"checked_at":"[^"]+"')
+
+
+def _same(a: httpx.Response, b: httpx.Response) -> None:
+    assert a.status_code == b.status_code, (a.text, b.text)
+    assert a.headers.raw == b.headers.raw
+    assert _CHECKED_AT.sub(b"", a.content) == _CHECKED_AT.sub(b"", b.content)
+    assert a.content.count(b'"checked_at"') == b.content.count(b'"checked_at"')
+
+
+@pytest.fixture
+def app(api_world, monkeypatch):
+    for k in [k for k in os.environ if k.startswith("QI_")]:
+        monkeypatch.delenv(k)
+    for k, v in api_world.env.items():
+        if k.startswith("QI_"):
+            monkeypatch.setenv(k, v)
+    return Platform(Settings.from_env()).api_app()
+
+
+def test_lean_and_fastapi_paths_answer_alike(app, monkeypatch) -> None:
+    reached_fastapi: list[str] = []
+    fastapi_call = FastAPI.__call__
+
+    async def spy(self, scope, receive, send):
+        if scope["type"] == "http":
+            reached_fastapi.append(scope["path"])
+        await fastapi_call(self, scope, receive, send)
+
+    monkeypatch.setattr(FastAPI, "__call__", spy)
+
+    async def only_fastapi(scope, receive, send):  # the same app without its lean path
+        await FastAPI.__call__(app, scope, receive, send)
+
+    def requests() -> float:
+        return sum(s.value for m in app.state.metrics.requests.collect() for s in m.samples
+                   if s.name == "qi_api_requests_total" and s.labels["endpoint"] == "verify")
+
+    def denied() -> float:
+        return app.state.metrics.registry.get_sample_value("qi_api_denied_total", {"status": "429"}) or 0.0
+
+    async def go() -> None:
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as lean, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=only_fastapi), base_url="http://api") as full:
+            app.state.verify_bucket = TokenBucket(1e6, 1_000_000)
+            paths = [f"/verify/{c}" for c in (VALID, REVOKED, FORGED, UNACCREDITED, "DCC-UNKNOWN")] + ["/live"]
+            for p in paths:
+                before = requests()
+                a = await lean.get(p)
+                assert reached_fastapi == [], f"{p} went through FastAPI"
+                assert requests() == before + (p != "/live"), "the lean path counts its requests"
+                b = await full.get(p)
+                assert reached_fastapi == [p]
+                reached_fastapi.clear()
+                _same(a, b)
+            valid = (await lean.get(f"/verify/{VALID}")).json()
+            assert valid["status"] == "valid" and valid["proof"]["checkpoint"]["tree_size"] >= 1
+            assert (await lean.get("/verify/DCC-UNKNOWN")).json()["code"] == "not_found"
+            # a second answer reuses the cached JSON of the Redis part: still the same as a fresh build
+            app.state.verify_cache._now.clear()
+            _same(await lean.get(f"/verify/{VALID}"), await lean.get(f"/verify/{VALID}"))
+            # what the lean path leaves to FastAPI: an id outside the pattern (422), more path (404)
+            for p, status in ((f"/verify/{VALID}%20x", 422), (f"/verify/{VALID}/x", 404), ("/verify/", 404)):
+                a = await lean.get(p)
+                assert reached_fastapi and a.status_code == status, (p, a.status_code, a.text)
+                reached_fastapi.clear()
+                _same(a, await full.get(p))
+            reached_fastapi.clear()
+
+            # the rate limit: the same 429, Retry-After, log line and denial metric on either path
+            for client in (lean, full):
+                app.state.verify_bucket = TokenBucket(0.25, 1, clock=lambda: 100.0)
+                denied0 = denied()
+                with structlog.testing.capture_logs() as logs:
+                    ok, over = await client.get(f"/verify/{VALID}"), await client.get(f"/verify/{VALID}")
+                assert ok.status_code == 200 and over.status_code == 429
+                assert over.headers["retry-after"] == "4" and over.json()["code"] == "too_many_requests"
+                assert [e for e in logs if e["event"] == "api.denied"] == [
+                    {"event": "api.denied", "log_level": "warning", "status": 429, "reason": "rate",
+                     "path": f"/verify/{VALID}", "client": "127.0.0.1"}]
+                assert denied() == denied0 + 1
+                if client is lean:
+                    first = over
+                else:
+                    _same(first, over)
+            app.state.verify_bucket = TokenBucket(1e6, 1_000_000)
+
+            # Redis down: 503 from both, the same body
+            good = app.state.sources.lookups
+            down = LookupReader("redis://127.0.0.1:1/0", LOOKUPS, namespace="x")
+            await down.start()
+            app.state.sources.lookups = down
+            try:
+                a, b = await lean.get(f"/verify/{VALID}"), await full.get(f"/verify/{VALID}")
+                assert a.status_code == 503 and a.json()["code"] == "unavailable"
+                _same(a, b)
+            finally:
+                app.state.sources.lookups = good
+                await down.close()
+            assert reached_fastapi == [f"/verify/{VALID}"] * 3  # only the `full` client's requests
+
+    asyncio.run(go())
+    # the route is still the documented contract
+    paths = app.openapi()["paths"]
+    assert "/verify/{certificate_id}" in paths and "/live" in paths
+    assert paths["/verify/{certificate_id}"]["get"]["responses"]["200"]["content"]["application/json"]["schema"] \
+        == {"$ref": "#/components/schemas/Verification"}
+    metrics = json.dumps([s.labels for m in app.state.metrics.requests.collect() for s in m.samples])
+    assert '"endpoint": "live"' in metrics and '"status": "503"' in metrics
