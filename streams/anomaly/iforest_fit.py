@@ -6,8 +6,9 @@ tree builder: every tree builds three ``numpy.random.RandomState`` objects from 
 overwrites all of it), clones the template tree through ``inspect.signature``, and validates its
 parameters and sample weights again. :func:`fit_isolation_forest` runs the same steps in the same
 order with the same random draws (one ``RandomState`` reseeded with ``seed()``, which sets exactly
-the state a new ``RandomState(seed)`` has), builds each tree with its own ``_fit`` and sets the
-same fitted attributes.
+the state a new ``RandomState(seed)`` has), builds each tree with its own ``_fit``, computes the
+(elementwise) average path lengths of all trees' nodes in one call, and sets the same fitted
+attributes.
 
 It reproduces the private control flow of scikit-learn's ``IsolationForest.fit``,
 ``BaseBagging._fit`` and ``_parallel_build_estimators`` (checked against scikit-learn 1.9), so it
@@ -90,9 +91,12 @@ def fit_isolation_forest(data: np.ndarray, *, n_estimators: int, max_samples: in
         features_of.append(features)
     model.estimators_ += estimators
     model.estimators_features_ += features_of
-    model._average_path_length_per_tree, model._decision_path_lengths = zip(
-        *[(_average_path_length(t.tree_.n_node_samples), t.tree_.compute_node_depths()) for t in model.estimators_]
-    )
+    # _average_path_length per tree, in one call over all trees' nodes (it is elementwise)
+    counts = [t.tree_.n_node_samples for t in model.estimators_]
+    cuts = np.cumsum([len(c) for c in counts])[:-1]
+    model._average_path_length_per_tree = tuple(a.copy() for a in np.split(_average_path_length(np.concatenate(counts)),
+                                                                           cuts))
+    model._decision_path_lengths = tuple(t.tree_.compute_node_depths() for t in model.estimators_)
     model.offset_ = -0.5  # contamination "auto"
     return model
 
