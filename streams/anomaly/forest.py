@@ -13,6 +13,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.ensemble import IsolationForest
 
+from streams.anomaly import iforest_fit
 from streams.anomaly.config import ScorerConfig
 
 _TAIL = 0.05
@@ -108,12 +109,9 @@ class SharedForest:
 
     def _fit(self) -> None:
         data = self._rows[: min(self._filled, self._c.train_rows)]
-        model = IsolationForest(
-            n_estimators=self._c.trees,
-            max_samples=min(self._c.max_samples, len(data)),
-            random_state=self._c.seed + self._fits,
-        )
-        model.fit(data)
+        # IsolationForest(n_estimators, max_samples, random_state).fit(data), the same model faster
+        model = iforest_fit.fit(data, n_estimators=self._c.trees, max_samples=min(self._c.max_samples, len(data)),
+                                random_state=self._c.seed + self._fits)
         self._model = model
         self._terms, self._denominator = _tree_terms(model)
         raw = self._scores(data)

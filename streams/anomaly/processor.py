@@ -26,7 +26,7 @@ from events.reader import ConsumedRecord
 from events.serde import Serde
 from events.topics import TopicNames
 from streams.anomaly.config import ScorerConfig
-from streams.anomaly.scorer import ALERT_NONE, ALERT_RAISED, Scorer
+from streams.anomaly.scorer import ALERT_NONE, ALERT_RAISED, BatchScores, Scorer, score_batches
 from streams.anomaly.snapshots import SnapshotStore
 from streams.anomaly.wire import ScoredEncoder, layout_is_known
 from streams.ids import derived_id, derived_ids
@@ -108,6 +108,7 @@ class ScoreProcessor(Processor):
         for r in records:
             by_tp.setdefault((r.topic, r.partition), []).append(r)
         now = int(datetime.now(UTC).timestamp() * 1_000_000)
+        todo: list[tuple[Scorer, list[ConsumedRecord]]] = []
         for key, recs in by_tp.items():
             tp = TopicPartition(*key)
             scorer = self._scorers.get(tp)
@@ -141,15 +142,23 @@ class ScoreProcessor(Processor):
             self._next[tp] = recs[-1].offset + 1
             self._dirty.add(tp)
             if good:
-                out.outputs.extend(self._score(scorer, good, now))
+                todo.append((scorer, good))
+        # every partition's readings scored in one call (the recurrences of all their sensors
+        # share numpy rounds: docs/decisions/0033), outputs partition by partition as before
+        inputs, decoded = [], []
+        for scorer, good in todo:
+            rows = [r.decoded.record for r in good]
+            decoded.append(rows)
+            keys = [f"{x['twin_id']}/{x['sensor_id']}" for x in rows]
+            times = np.fromiter((x["occurred_at"] for x in rows), np.float64, len(rows)) / 1e6
+            values = np.fromiter((x["value"] for x in rows), np.float64, len(rows))
+            inputs.append((scorer, keys, times, values))
+        for (scorer, good), rows, res in zip(todo, decoded, score_batches(inputs)):
+            out.outputs.extend(self._outputs(scorer, good, rows, res, now))
         return out
 
-    def _score(self, scorer: Scorer, recs: list[ConsumedRecord], now: int) -> list[OutgoingRecord]:
-        rows = [r.decoded.record for r in recs]
-        keys = [f"{x['twin_id']}/{x['sensor_id']}" for x in rows]
-        times = np.fromiter((x["occurred_at"] for x in rows), np.float64, len(rows)) / 1e6
-        values = np.fromiter((x["value"] for x in rows), np.float64, len(rows))
-        res = scorer.score_batch(keys, times, values)
+    def _outputs(self, scorer: Scorer, recs: list[ConsumedRecord], rows: list[dict], res: BatchScores,
+                 now: int) -> list[OutgoingRecord]:
         name, version, threshold = scorer.model_name, scorer.model_version, scorer.threshold
         t_scores, t_alerts = self._topics.topic("scores"), self._topics.topic("alerts")
         rids = [x["event_id"] for x in rows]

@@ -85,3 +85,15 @@ def test_batched_derived_ids_equal_uuid5_one_by_one():
     assert derived_ids("score", parts) == [str(derived_id("score", p)) for p in parts]
     assert derived_ids("alert", parts[:3]) == [str(derived_id("alert", p)) for p in parts[:3]]
     assert derived_ids("score", []) == []
+
+
+def test_batches_of_one_two_and_none_encode_like_the_whole():
+    rng = np.random.default_rng(5)
+    rows = _readings(rng, 40)
+    eids = [str(uuid.uuid4()) for _ in rows]
+    scores, flags = rng.random(len(rows)), rng.random(len(rows)) < 0.5
+    enc = ScoredEncoder(header(7), source="score", model_name="m", model_version="1")
+    whole = enc.encode(eids, rows, 123, scores, flags)
+    assert enc.encode([], [], 123, scores[:0], flags[:0]) == []
+    for a, b in ((0, 1), (1, 3), (39, 40)):
+        assert enc.encode(eids[a:b], rows[a:b], 123, scores[a:b], flags[a:b]) == whole[a:b]
