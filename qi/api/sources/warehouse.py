@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -20,6 +21,8 @@ from projections.clickhouse.errors import WarehouseError
 from projections.clickhouse.query import find_endpoint
 from projections.clickhouse.warehouse import _client, _driver_error, is_embedded
 from qi.api.errors import Unavailable
+
+T = TypeVar("T")
 
 
 def _utc(v):
@@ -56,80 +59,60 @@ class WarehouseReader:
             self._url = (time.monotonic(), url)
         return url
 
+    async def _post(self, payload: dict[str, Any]) -> httpx.Response:
+        """POST a query to the chDB owner's SQL endpoint; its 200 answer, or Unavailable saying why."""
+        url = self._endpoint()
+        if url is None:
+            raise Unavailable("the warehouse (chDB) is owned by `qi worker warehouse`, which is not running")
+        assert self._http is not None
+        try:
+            resp = await self._http.post(f"{url}/sql", json={"database": self.database, **payload})
+        except httpx.HTTPError as e:
+            self._url = (0.0, None)
+            raise Unavailable(f"the warehouse's SQL endpoint did not answer: {type(e).__name__}") from e
+        if resp.status_code != 200:
+            try:
+                error = str(resp.json().get("error", ""))
+            except ValueError:
+                error = resp.text
+            raise Unavailable(f"the warehouse could not answer: {error[:300]}")
+        return resp
+
     async def query(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
         """Rows as dicts (times ISO 8601 via the endpoint, datetimes on a server)."""
         if is_embedded(self._dsn):
-            url = self._endpoint()
-            if url is None:
-                raise Unavailable("the warehouse (chDB) is owned by `qi worker warehouse`, which is not running")
-            assert self._http is not None
-            try:
-                resp = await self._http.post(f"{url}/sql", json={"sql": sql, "database": self.database,
-                                                                 "parameters": parameters})
-            except httpx.HTTPError as e:
-                self._url = (0.0, None)
-                raise Unavailable(f"the warehouse's SQL endpoint did not answer: {type(e).__name__}") from e
-            body = resp.json()
-            if resp.status_code != 200:
-                raise Unavailable(f"the warehouse could not answer: {str(body.get('error', ''))[:300]}")
+            body = (await self._post({"sql": sql, "parameters": parameters})).json()
             times = [i for i, t in enumerate(body["types"]) if "DateTime" in t]
             rows = body["rows"]
             for r in rows:
                 for i in times:
                     r[i] = _utc(r[i])
             return [dict(zip(body["columns"], r)) for r in rows]
-        return await asyncio.to_thread(self._direct, sql, parameters)
+        r = await asyncio.to_thread(self._direct, lambda c: c.query(sql, parameters=parameters))
+        return [{c: _utc(v) if isinstance(v, datetime) else v for c, v in zip(r.column_names, row)}
+                for row in r.result_rows]
 
     async def query_raw(self, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
         """The engine's own output in ``fmt`` (e.g. JSONEachRow), as bytes: nothing is decoded into
         Python values on the way (decision 0067)."""
         if is_embedded(self._dsn):
-            url = self._endpoint()
-            if url is None:
-                raise Unavailable("the warehouse (chDB) is owned by `qi worker warehouse`, which is not running")
-            assert self._http is not None
-            try:
-                resp = await self._http.post(f"{url}/sql", json={"sql": sql, "database": self.database,
-                                                                 "parameters": parameters, "format": fmt})
-            except httpx.HTTPError as e:
-                self._url = (0.0, None)
-                raise Unavailable(f"the warehouse's SQL endpoint did not answer: {type(e).__name__}") from e
-            if resp.status_code != 200:
-                try:
-                    error = str(resp.json().get("error", ""))
-                except ValueError:
-                    error = resp.text
-                raise Unavailable(f"the warehouse could not answer: {error[:300]}")
-            return resp.content
-        return await asyncio.to_thread(self._direct_raw, sql, parameters, fmt)
+            return (await self._post({"sql": sql, "parameters": parameters, "format": fmt})).content
+        return await asyncio.to_thread(self._direct, lambda c: c.raw_query(sql, parameters=parameters, fmt=fmt))
 
-    def _direct_raw(self, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
+    def _direct(self, call: Callable[[Any], T]) -> T:
+        """``call`` with the read-only client of a ClickHouse server (opened on first use, dropped
+        after a failure so the next call reconnects)."""
         try:
             if self._client is None:
                 self._client = _client(self._dsn, settings={"readonly": 1})
                 self._client.database = self.database
             try:
-                return self._client.raw_query(sql, parameters=parameters, fmt=fmt)
+                return call(self._client)
             except Exception as e:  # noqa: BLE001 - the driver's errors, mapped at the boundary
                 raise _driver_error(e, "query") from e
         except WarehouseError as e:
             self._client = None
             raise Unavailable(f"the warehouse failed: {type(e).__name__}") from e
-
-    def _direct(self, sql: str, parameters: dict[str, Any]) -> list[dict[str, Any]]:
-        try:
-            if self._client is None:
-                self._client = _client(self._dsn, settings={"readonly": 1})
-                self._client.database = self.database
-            try:
-                r = self._client.query(sql, parameters=parameters)
-            except Exception as e:  # noqa: BLE001 - the driver's errors, mapped at the boundary
-                raise _driver_error(e, "query") from e
-        except WarehouseError as e:
-            self._client = None
-            raise Unavailable(f"the warehouse failed: {type(e).__name__}") from e
-        return [{c: _utc(v) if isinstance(v, datetime) else v for c, v in zip(r.column_names, row)}
-                for row in r.result_rows]
 
     async def ping(self) -> bool:
         if is_embedded(self._dsn):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import signal
 import subprocess
@@ -10,6 +11,16 @@ import time
 from pathlib import Path
 
 from tests.conftest import ROOT
+
+
+def publish_events(platform, events) -> None:
+    """Create the topics and publish ``events`` through the platform's publisher (every one acknowledged)."""
+    async def go() -> None:
+        await platform.ensure_topics()
+        serde = await platform.serde()
+        async with platform.publisher(serde) as pub:
+            await pub.publish_many(events)
+    asyncio.run(go())
 
 
 def warehouse_env(stack_env: dict[str, str], *, prefix: str, run_dir: Path, chdb_dir: Path,

@@ -4,7 +4,6 @@ event of its kind (0 missing, 0 duplicated under FINAL) with the events' values.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import random
 import signal
@@ -12,7 +11,7 @@ import time
 
 import pytest
 
-from tests.projections.clickhouse.procs import sql_rows, start_projector, stop, wait_until, warehouse_env
+from tests.projections.clickhouse.procs import publish_events, sql_rows, start_projector, stop, wait_until, warehouse_env
 from tests.projections.clickhouse.world import mixed_events
 
 pytestmark = pytest.mark.stack
@@ -30,13 +29,7 @@ def test_sigkilled_projector_catches_up_with_exactly_one_row_per_event(platform,
     types = [e.event_type for e in events]
     assert len(events) >= 50_000 and len(set(types)) >= 8
 
-    async def publish() -> None:
-        await platform.ensure_topics()
-        serde = await platform.serde()
-        async with platform.publisher(serde) as pub:
-            await pub.publish_many(events)
-
-    asyncio.run(publish())
+    publish_events(platform, events)
     env = warehouse_env(stack_env, prefix=topic_prefix, run_dir=tmp_path / "run", chdb_dir=tmp_path / "ch")
     env["QI_RUNNER_MAX_BATCH"] = "2000"  # more batches and inserts: more places for a kill to land
     env["QI_CLICKHOUSE_BATCH_ROWS"] = "3000"

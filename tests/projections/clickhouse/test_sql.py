@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 
 import pytest
 
 from projections.clickhouse.query import announce_path
-from tests.projections.clickhouse.procs import qi_sql, sql_rows, start_projector, stop, wait_until, warehouse_env
+from tests.projections.clickhouse.procs import (publish_events, qi_sql, sql_rows, start_projector, stop, wait_until,
+                                               warehouse_env)
 from tests.projections.clickhouse.world import mixed_events
 
 pytestmark = pytest.mark.stack
@@ -18,13 +18,7 @@ def test_qi_sql_goes_through_the_running_projector(platform, stack_env, topic_pr
     events = mixed_events(1200, seed=11)
     readings = sum(e.event_type == "SensorReading" for e in events)
 
-    async def publish() -> None:
-        await platform.ensure_topics()
-        serde = await platform.serde()
-        async with platform.publisher(serde) as pub:
-            await pub.publish_many(events)
-
-    asyncio.run(publish())
+    publish_events(platform, events)
     chdb_dir = tmp_path / "ch"
     env = warehouse_env(stack_env, prefix=topic_prefix, run_dir=tmp_path / "run", chdb_dir=chdb_dir)
     proc = start_projector(env, tmp_path / "projector.log")
@@ -79,13 +73,7 @@ def test_the_owner_answers_queries_side_by_side_in_the_engines_own_format(platfo
     events = mixed_events(3000, seed=12)
     readings = sum(e.event_type == "SensorReading" for e in events)
 
-    async def publish() -> None:
-        await platform.ensure_topics()
-        serde = await platform.serde()
-        async with platform.publisher(serde) as pub:
-            await pub.publish_many(events)
-
-    asyncio.run(publish())
+    publish_events(platform, events)
     chdb_dir = tmp_path / "ch"
     env = warehouse_env(stack_env, prefix=topic_prefix, run_dir=tmp_path / "run", chdb_dir=chdb_dir)
     env["QI_CLICKHOUSE_READERS"] = "3"
