@@ -31,6 +31,10 @@ class RunnerMetrics:
     batch_seconds_max: float = 0.0
     #: (topic, partition) -> records between the consumer's position and the log end
     lag: dict[tuple[str, int], int] = field(default_factory=dict)
+    #: (topic, partition) -> the log end (high watermark) of the last fetch answer the lag was taken
+    #: against: a reader of /health can tell "caught up with *this* log end" from "caught up with
+    #: an older one" (records appended after that fetch are not in the lag yet)
+    seen_ends: dict[tuple[str, int], int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         r, w = self.registry, ("worker",)
@@ -75,12 +79,15 @@ class RunnerMetrics:
     def set_record_age(self, seconds: float) -> None:
         self._age.labels(self.worker).set(max(seconds, 0.0))
 
-    def set_lag(self, topic: str, partition: int, lag: int) -> None:
+    def set_lag(self, topic: str, partition: int, lag: int, *, end: int | None = None) -> None:
         self.lag[(topic, partition)] = lag
+        if end is not None:
+            self.seen_ends[(topic, partition)] = end
         self._lag.labels(self.worker, topic, str(partition)).set(lag)
 
     def forget_partitions(self, tps: list[tuple[str, int]]) -> None:
         for topic, partition in tps:
+            self.seen_ends.pop((topic, partition), None)
             if self.lag.pop((topic, partition), None) is not None:
                 self._lag.remove(self.worker, topic, str(partition))
 
@@ -99,3 +106,7 @@ class RunnerMetrics:
             "batch_seconds_max": self.batch_seconds_max,
             "lag": {f"{t}/{p}": n for (t, p), n in sorted(self.lag.items())},
         }
+
+    def ends_seen(self) -> dict[str, int]:
+        """``{"topic/partition": log end}`` of the last fetch answers, for /health."""
+        return {f"{t}/{p}": n for (t, p), n in sorted(self.seen_ends.items())}

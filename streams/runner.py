@@ -304,7 +304,7 @@ class BatchRunner:
         for tp, end in ends.items():
             hw = self._consumer.highwater(tp)
             if hw is not None:
-                self.metrics.set_lag(tp.topic, tp.partition, max(hw - end, 0))
+                self.metrics.set_lag(tp.topic, tp.partition, max(hw - end, 0), end=hw)
 
     async def _commit_now(self, ends: dict[TopicPartition, int]) -> None:
         assert self._consumer is not None
@@ -379,7 +379,7 @@ class BatchRunner:
                 pos = await self._consumer.position(tp)
             except (KafkaError, IllegalStateError):
                 continue
-            self.metrics.set_lag(tp.topic, tp.partition, max(hw - pos, 0))
+            self.metrics.set_lag(tp.topic, tp.partition, max(hw - pos, 0), end=hw)
 
     def health(self) -> dict[str, object]:
         """Liveness and readiness: ready = in the group, not retrying, caught up within the bound."""
@@ -389,7 +389,8 @@ class BatchRunner:
         ready = self._joined and self._retrying_now == 0 and known and lag <= self._settings.ready_max_lag
         return {"worker": self._processor.name, "ready": ready, "joined": self._joined,
                 "partitions": len(assigned), "lag": lag, "lag_known": known,
-                "retrying": self._retrying_now > 0, "batches": self.metrics.batches}
+                "retrying": self._retrying_now > 0, "batches": self.metrics.batches,
+                "log_ends_seen": self.metrics.ends_seen()}
 
     def _maybe_report(self) -> None:
         now = time.monotonic()

@@ -57,6 +57,20 @@ def is_ready(run_dir: Path, instance: str, *, caught_up: bool = False) -> bool:
     return bool(h.get("ready")) and (not caught_up or h.get("lag", 0) == 0)
 
 
+def is_caught_up_with(run_dir: Path, instance: str, ends: dict[str, int]) -> bool:
+    """Ready, at lag 0, and that lag taken against log ends no older than ``ends``
+    (``{"topic/partition": end offset}``, read from the broker before asking): lag 0 alone may be
+    against a fetch answered before the last records were appended. An instance that reads no
+    partition (the bridge, the API) only has to be ready."""
+    try:
+        h = health(run_dir, instance)
+    except NoAnswer:
+        return False
+    seen = h.get("log_ends_seen", {})
+    return (bool(h.get("ready")) and h.get("lag", 0) == 0
+            and all(end >= ends.get(tp, 0) for tp, end in seen.items()))
+
+
 def metrics(run_dir: Path, instance: str, timeout_s: float = 2.0) -> Samples:
     """Samples of the instance's /metrics: name -> {sorted label items: value}."""
     out: Samples = defaultdict(dict)

@@ -327,7 +327,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                 # + 1 (decision 0004), so a worker said lag 0 with its last batch unjudged
                 hw = app.consumer.highwater(tp)
                 if hw is not None and at is not None:
-                    metrics.set_lag(tp.topic, tp.partition, max(hw - at, 0))
+                    metrics.set_lag(tp.topic, tp.partition, max(hw - at, 0), end=hw)
         except Exception:  # noqa: BLE001 - a timer that raises would stop the app
             log.debug("validation.lag_unknown", exc_info=True)
 
@@ -346,7 +346,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
                 reason = f"{lag} records behind (bound {ready_max_lag})"
             return {"worker": "validate", "ready": reason is None, "reason": reason, "lag": lag,
                     "certificate_partitions": assigned, "issuers": len(replica.issuers),
-                    "twins": len(replica.twins)}
+                    "twins": len(replica.twins), "log_ends_seen": metrics.ends_seen()}
 
         server = health_server(health, [metrics.registry])
 

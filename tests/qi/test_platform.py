@@ -20,7 +20,6 @@ import json
 import os
 import signal
 import subprocess
-import time
 import sys
 from pathlib import Path
 
@@ -77,26 +76,31 @@ def _with_password(url: str, password: str) -> str:
     return f"{scheme}://{user or 'qi'}:{password}@{host}"
 
 
-#: A worker's lag is its position against the high watermark of its last fetch answer, and a fetch
-#: waits up to fetch_max_wait_ms (500 ms) at the broker: records appended just now show up in a
-#: worker's lag only after that. Every probe waits this long after the log ends it compares with.
-_FETCH_ROUND_S = 2.0
-
-
 def _settle(run_dir: Path, names: list[str], bootstrap: str) -> dict[str, int]:
-    """Every worker caught up, and the log unchanged meanwhile (outputs of outputs included)."""
-    before = _log_ends(bootstrap)
+    """Every worker caught up with the log as it stands (its lag taken against these log ends or
+    later ones), and the log unchanged meanwhile (outputs of outputs included)."""
     while True:
-        time.sleep(_FETCH_ROUND_S)
-        probe.wait_ready(run_dir, names, timeout_s=180, caught_up=True)
-        after = _log_ends(bootstrap)
-        if after == before:
-            return after
-        before = after
+        ends = _partition_ends(bootstrap)
+        wait_until(lambda: all(probe.is_caught_up_with(run_dir, n, ends) for n in names), 180)
+        if _partition_ends(bootstrap) == ends:
+            return _per_topic(ends)
 
 
 def _log_ends(bootstrap: str) -> dict[str, int]:
     """Records per topic of the platform (sum of the partitions' end offsets)."""
+    return _per_topic(_partition_ends(bootstrap))
+
+
+def _per_topic(ends: dict[str, int]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for tp, end in ends.items():
+        topic = tp.rsplit("/", 1)[0]
+        out[topic] = out.get(topic, 0) + end
+    return out
+
+
+def _partition_ends(bootstrap: str) -> dict[str, int]:
+    """``{"topic/partition": end offset}`` of every partition of the platform's topics."""
     async def go():
         c = AIOKafkaConsumer(bootstrap_servers=bootstrap)
         await c.start()
@@ -107,10 +111,7 @@ def _log_ends(bootstrap: str) -> dict[str, int]:
             ends = await log_end_offsets(c, tps)  # not ListOffsets: Tansu answers it low (decision 0004)
         finally:
             await c.stop()
-        out: dict[str, int] = {}
-        for tp, end in ends.items():
-            out[tp.topic] = out.get(tp.topic, 0) + end
-        return out
+        return {f"{tp.topic}/{tp.partition}": end for tp, end in ends.items()}
     return asyncio.run(go())
 
 

@@ -68,3 +68,5 @@ def test_ready_is_false_while_far_behind_and_true_once_caught_up(platform, tmp_p
     assert consumed == 3000
     assert 'qi_consumer_lag{partition="0"' in metrics
     assert detail["live"] is True and detail["worker"] == "slow"
+    # the log ends the lag was taken against: 3,000 records over the topic's partitions
+    assert sum(n for tp, n in detail["log_ends_seen"].items() if tp.startswith(topic + "/")) == 3000
