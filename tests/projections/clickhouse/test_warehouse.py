@@ -134,8 +134,9 @@ def test_projector_writes_its_buffer_once_the_runner_caught_up(warehouse, catalo
         await projector.process(recs[200:])
         assert _counts(warehouse, final=False)["events"] == 0
         await projector.caught_up()
-        await wait_for(lambda: _counts(warehouse, final=True)["events"] == len(recs), timeout_s=30, every_s=0.05)
-        assert warehouse.positions() == {tp: o for tp, o in batch_of(recs).positions.items()}
+        expected = batch_of(recs).positions  # stored after the rows: once there, the whole write is
+        await wait_for(lambda: warehouse.positions() == expected, timeout_s=30, every_s=0.05)
+        assert _counts(warehouse, final=True)["events"] == len(recs)
         await projector.close()
 
     asyncio.run(go())
