@@ -21,11 +21,16 @@ at a steady ``--lag-rate`` (5,000/s) in chunks every 50 ms while its projector r
 a poller checks every 10 ms what is visible (ClickHouse: ``count()`` of the readings
 table; Postgres/Redis: the positions the sink stores with the rows); a chunk's lag
 is from the start of its publish call to the first poll that sees all of it.
-Each sink's object has ``lag_p50_ms`` / ``lag_p99_ms`` over its chunks; the
-top-level ``lag_p50_ms`` / ``lag_p99_ms`` are the worst sink's.
+Each sink's object has ``lag_p50_ms`` / ``lag_p99_ms`` over its chunks, and
+``lag_stages_ms``: p50/p99 of each stage of a chunk (publish: call to acknowledged;
+fetch: to the runner handing it, decoded, to the projector; wait: to the write
+covering it starting, i.e. the ClickHouse buffer or the previous apply in flight;
+write: the insert / ``apply``; see: to the poll seeing it); the top-level
+``lag_p50_ms`` / ``lag_p99_ms`` are the worst sink's. ``--lag-only`` skips the
+throughput runs and writes ``bench/results/project-lag.json``.
 
     python -m bench.project [--sinks postgres,redis,clickhouse] [--events 100000] [--framework-events 40000]
-                            [--rounds 2] [--lag-rate 5000] [--lag-seconds 10]
+                            [--rounds 2] [--lag-rate 5000] [--lag-seconds 10] [--lag-only]
 """
 
 from __future__ import annotations
@@ -82,6 +87,54 @@ class _Clock:
     @property
     def rate(self) -> float:
         return self.seen / (self.t1 - (self.t0 or self.t1) or 1e-9)
+
+
+class _Stages:
+    """Where a lag run's chunks spend their time: cumulative positions per stage event.
+
+    ``handed``: the runner called ``process`` with records up to these positions (fetched and
+    decoded); ``write``: a sink write (ClickHouse insert, framework ``apply``) covering them started
+    / ended. A chunk reaches a stage at the first event whose cumulative positions cover it."""
+
+    def __init__(self) -> None:
+        self.events: dict[str, list[tuple[float, dict]]] = {"handed": [], "write_start": [], "write_end": []}
+        self._cum: dict[str, dict] = {k: {} for k in self.events}
+
+    def mark(self, stage: str, positions: dict) -> None:
+        cum = dict(self._cum[stage])
+        for tp, end in positions.items():
+            if end > cum.get(tp, -1):
+                cum[tp] = end
+        self._cum[stage] = cum
+        self.events[stage].append((time.perf_counter(), cum))
+
+    def reached(self, stage: str, needs: dict, after: float) -> float | None:
+        return next((t for t, cum in self.events[stage]
+                     if t >= after and all(cum.get(tp, -1) >= end for tp, end in needs.items())), None)
+
+
+def _pct(values: list[float]) -> tuple[float, float]:
+    values = sorted(values)
+    return values[len(values) // 2], values[min(len(values) - 1, int(len(values) * 0.99))]
+
+
+def _breakdown(stages: _Stages, chunks: list[tuple[float, float, dict, float]]) -> dict:
+    """p50/p99 ms of each stage over the chunks: publish (call to acknowledged), fetch (acknowledged
+    to handed to the processor, decoded), wait (handed to its write starting: the ClickHouse buffer,
+    the previous apply in flight), write (the insert / apply), see (write done to the poll seeing it)."""
+    per: dict[str, list[float]] = {k: [] for k in ("publish", "fetch", "wait", "write", "see")}
+    for t, acked, needs, visible in chunks:
+        handed = stages.reached("handed", needs, t)
+        w0 = stages.reached("write_start", needs, t)
+        w1 = stages.reached("write_end", needs, t)
+        if None in (handed, w0, w1):
+            continue
+        per["publish"].append(acked - t)
+        per["fetch"].append(handed - acked)
+        per["wait"].append(w0 - handed)
+        per["write"].append(w1 - w0)
+        per["see"].append(visible - w1)
+    return {k: [round(x * 1000, 1) for x in _pct(v)] for k, v in per.items() if v}
 
 
 class FloorProcessor(Processor):
@@ -150,8 +203,9 @@ def _lag_events(kind: str, n: int, t0) -> tuple[list, list]:
                               quantity="pressure", value=float(i), unit="kPa") for i in range(n)]
 
 
-async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: int) -> tuple[float, float]:
-    """Lag from publish to visible of one sink at a steady ``rate``: (p50 ms, p99 ms) over the chunks.
+async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: int) -> tuple[float, float, dict]:
+    """Lag from publish to visible of one sink at a steady ``rate``: (p50 ms, p99 ms) over the chunks,
+    and the per-stage breakdown (``_breakdown``).
 
     Visible: ClickHouse, ``count()`` of the readings table covers the chunk; Postgres and Redis, the
     sink's stored positions (written in the same transaction as the rows, resp. by the batch's last
@@ -171,9 +225,18 @@ async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: i
     seen: list[tuple[float, int]] = []
     polling = threading.Event()
     reader = None
+    stages = _Stages()
     if kind == "clickhouse":
         wh = ClickHouseWarehouse(chdb, "bench_lag", projection="bench-lag")
-        processor: Processor = ClickHouseProjector(wh)
+        processor: Processor = _staged(ClickHouseProjector, stages)(wh)
+        write = wh.write
+
+        def timed_write(batch):
+            stages.mark("write_start", batch.positions)
+            rows = write(batch)
+            stages.mark("write_end", batch.positions)
+            return rows
+        wh.write = timed_write  # type: ignore[method-assign]  # instrumentation: stage timestamps
 
         def poll() -> None:
             client = _client(chdb)
@@ -186,8 +249,15 @@ async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: i
                 client.close()
     else:
         projection = PROJECTIONS[FRAMEWORK_SINKS[kind]]
-        processor = ProjectionProcessor(projection, platform.projection_sink(projection, kind, generation="lag"),
-                                        name=f"bench-lag-{kind}")
+        sink = platform.projection_sink(projection, kind, generation="lag")
+        apply = sink.apply
+
+        async def timed_apply(changes, positions):
+            stages.mark("write_start", positions)
+            await apply(changes, positions)
+            stages.mark("write_end", positions)
+        sink.apply = timed_apply  # type: ignore[method-assign]  # instrumentation: stage timestamps
+        processor = _staged(ProjectionProcessor, stages)(projection, sink, name=f"bench-lag-{kind}")
         reader = platform.projection_sink(projection, kind, generation="lag")
         base = len(setup)
 
@@ -216,14 +286,17 @@ async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: i
             poller.start()
         else:
             poller = asyncio.create_task(poll_async())
-        sent: list[tuple[float, int]] = []
+        sent: list[tuple[float, int, float, dict]] = []
         start = time.perf_counter()
         for i in range(0, n, chunk):
             target = start + (i // chunk) * 0.05
             await asyncio.sleep(max(0.0, target - time.perf_counter()))
             t = time.perf_counter()
-            await pub.publish_records(records[i:i + chunk])
-            sent.append((t, i + len(records[i:i + chunk])))
+            deliveries = await pub.publish_records(records[i:i + chunk])
+            needs: dict = {}
+            for d in deliveries:
+                needs[(d.topic, d.partition)] = max(needs.get((d.topic, d.partition), 0), d.offset + 1)
+            sent.append((t, i + len(records[i:i + chunk]), time.perf_counter(), needs))
         deadline = time.perf_counter() + 120
         while (not seen or seen[-1][1] < n) and time.perf_counter() < deadline:
             await asyncio.sleep(0.05)
@@ -239,14 +312,27 @@ async def measure_lag(urls: dict, chdb: str, kind: str, *, rate: int, seconds: i
         if reader is not None:
             await reader.drop()
             await reader.close()
-    lags = []
-    for t, cum in sent:
+    lags, chunks = [], []
+    for t, cum, acked, needs in sent:
         visible = next((ts for ts, c in seen if ts >= t and c >= cum), None)
         if visible is None:
             raise RuntimeError(f"{kind}: {cum} events never became visible")
         lags.append((visible - t) * 1000)
-    lags.sort()
-    return lags[len(lags) // 2], lags[min(len(lags) - 1, int(len(lags) * 0.99))]
+        chunks.append((t, acked, needs, visible))
+    p50, p99 = _pct(lags)
+    return p50, p99, _breakdown(stages, chunks)
+
+
+def _staged(cls, stages: _Stages):
+    """``cls`` (a projector) marking when the runner hands it each fetch."""
+    from projections.framework import next_positions
+
+    class Staged(cls):
+        async def process(self, records):
+            stages.mark("handed", next_positions(records))
+            return await super().process(records)
+    Staged.__name__ = f"Staged{cls.__name__}"
+    return Staged
 
 
 class TimedProjection(ProjectionProcessor):
@@ -353,22 +439,28 @@ async def main(args) -> None:
     chdb = f"chdb://{tmp.name}"
     try:
         kinds = [k.strip() for k in args.sinks.split(",") if k.strip()]
-        results = await measure_framework(urls, chdb, [k for k in kinds if k in FRAMEWORK_SINKS],
-                                          events=args.framework_events, rounds=args.rounds)
-        if "clickhouse" in kinds:
-            results["clickhouse"] = await measure_clickhouse(urls, chdb, events=args.events, rounds=args.rounds)
+        results: dict = {k: {"events": 0, "events_per_s": None, "floor_per_s": None, "ratio": None} for k in kinds}
+        if not args.lag_only:
+            results.update(await measure_framework(urls, chdb, [k for k in kinds if k in FRAMEWORK_SINKS],
+                                                   events=args.framework_events, rounds=args.rounds))
+            if "clickhouse" in kinds:
+                results["clickhouse"] = await measure_clickhouse(urls, chdb, events=args.events, rounds=args.rounds)
         for kind in kinds:  # lag at a steady rate, one sink at a time
-            p50, p99 = await measure_lag(urls, chdb, kind, rate=args.lag_rate, seconds=args.lag_seconds)
-            results[kind].update({"lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1)})
-        rows = [{"sink": k, "events": v["events"], "events/s": v["events_per_s"], "floor/s": v["floor_per_s"],
-                 "ratio": v["ratio"], "lag p50 ms": v["lag_p50_ms"], "lag p99 ms": v["lag_p99_ms"]}
+            p50, p99, stages = await measure_lag(urls, chdb, kind, rate=args.lag_rate, seconds=args.lag_seconds)
+            results[kind].update({"lag_p50_ms": round(p50, 1), "lag_p99_ms": round(p99, 1), "lag_stages_ms": stages})
+        rows = [{"sink": k, "events": v["events"], "events/s": v["events_per_s"] or "-",
+                 "floor/s": v["floor_per_s"] or "-", "ratio": v["ratio"] or "-",
+                 "lag p50 ms": v["lag_p50_ms"], "lag p99 ms": v["lag_p99_ms"],
+                 **{f"{st} p50/p99": "/".join(f"{x:.0f}" for x in v["lag_stages_ms"].get(st, ()))
+                    for st in ("publish", "fetch", "wait", "write", "see")}}
                 for k, v in results.items()]
-        report("project", rows, params={"events": args.events, "framework_events": args.framework_events,
-                                        "rounds": args.rounds, "lag_rate": args.lag_rate,
-                                        "lag_seconds": args.lag_seconds})
-        path = RESULTS / "project.json"
+        name = "project-lag" if args.lag_only else "project"  # a lag-only run keeps project.json's rates
+        report(name, rows, params={"events": args.events, "framework_events": args.framework_events,
+                                   "rounds": args.rounds, "lag_rate": args.lag_rate,
+                                   "lag_seconds": args.lag_seconds, "lag_only": args.lag_only})
+        path = RESULTS / f"{name}.json"
         out = json.loads(path.read_text())
-        fields = ("events_per_s", "floor_per_s", "ratio", "lag_p50_ms", "lag_p99_ms")
+        fields = ("events_per_s", "floor_per_s", "ratio", "lag_p50_ms", "lag_p99_ms", "lag_stages_ms")
         out.update({k: {f: v[f] for f in fields} for k, v in results.items()})
         # top level: the worst sink's lag (each sink's own is in its object)
         out.update({"lag_p50_ms": max(v["lag_p50_ms"] for v in results.values()),
@@ -390,4 +482,6 @@ if __name__ == "__main__":
     ap.add_argument("--lag-rate", type=int, default=5000, help="events/s published while measuring lag")
     ap.add_argument("--lag-seconds", type=int, default=10)
     ap.add_argument("--sinks", default="postgres,redis,clickhouse", help="comma-separated sinks to measure")
+    ap.add_argument("--lag-only", action="store_true",
+                    help="only the lag runs (with their per-stage breakdown), into bench/results/project-lag.json")
     asyncio.run(main(ap.parse_args()))

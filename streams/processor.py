@@ -71,6 +71,12 @@ class Processor:
         """One fetch of decodable records, in offset order per partition."""
         raise NotImplementedError
 
+    async def caught_up(self) -> None:
+        """The batch just handled (and committed, or queued for commit) brought every assigned
+        partition to its high watermark: nothing more is waiting at the broker. A processor that
+        buffers fetches into larger writes writes now instead of waiting for more (the warehouse
+        projector, docs/decisions/0055). Never called while a batch is being handled."""
+
     async def flush(self) -> None:
         """After the batch's outputs are acknowledged, before its input offsets are committed."""
 

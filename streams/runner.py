@@ -105,6 +105,7 @@ class BatchRunner:
         self._uncommitted: dict[TopicPartition, int] = {}
         self._commit_task: asyncio.Task[None] | None = None
         self._last_commit = 0.0
+        self._handed_since_end = False  # a batch was handled since the processor was told caught_up()
 
     @property
     def processor(self) -> Processor:
@@ -156,7 +157,11 @@ class BatchRunner:
                         except _Stopping:
                             self._log.info("runner.batch_abandoned", reason="stop requested during retries")
                             break
+                        self._handed_since_end = True
                 await self._refresh_lag()
+                if self._handed_since_end and self._at_log_end():  # after a batch, or once the lag is known
+                    self._handed_since_end = False
+                    await self._processor.caught_up()
                 self._maybe_report()
         finally:
             await self._shutdown()
@@ -380,6 +385,14 @@ class BatchRunner:
             except (KafkaError, IllegalStateError):
                 continue
             self.metrics.set_lag(tp.topic, tp.partition, max(hw - pos, 0), end=hw)
+
+    def _at_log_end(self) -> bool:
+        """Every assigned partition handed up to its high watermark (as of the last fetch answers):
+        nothing more is waiting at the broker for this processor."""
+        assert self._consumer is not None
+        lag = self.metrics.lag
+        assigned = self._consumer.assignment()
+        return bool(assigned) and all(lag.get((tp.topic, tp.partition)) == 0 for tp in assigned)
 
     def health(self) -> dict[str, object]:
         """Liveness and readiness: ready = in the group, not retrying, caught up within the bound."""

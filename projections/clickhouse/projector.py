@@ -1,9 +1,12 @@
 """The batch-runner processor that feeds the warehouse from every topic family.
 
-Fetches are turned into rows and buffered until ``batch_rows`` events or
-``batch_max_delay_ms`` (ClickHouse inserts are several times cheaper per row in
-large blocks); then one columnar insert per table plus the positions runs in a
-worker thread.
+Fetches are turned into rows and buffered until ``batch_rows`` events, or
+``batch_max_delay_ms`` after the buffer's first fetch (a timer set for exactly
+then), or the runner reports it handed everything the broker has
+(``caught_up``: more rows are not coming soon, waiting only adds lag); ClickHouse
+inserts are several times cheaper per row in large blocks, which a projector
+behind the log still gets. Then one columnar insert per table plus the
+positions runs in a worker thread (docs/decisions/0055).
 
 The warehouse, not the consumer group, is the checkpoint: on assignment the
 runner seeks to the positions stored with the rows (partitions never written
@@ -68,22 +71,40 @@ class ClickHouseProjector(Processor):
         self._buffer: WarehouseBatch | None = None
         self._buffered_at = 0.0
         self._lock = asyncio.Lock()
-        self._ticker: asyncio.Task[None] | None = None
+        self._due: asyncio.TimerHandle | None = None  # fires when the buffer's oldest event is due
+        self._flushes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
         await open_warehouse(self.warehouse)
-        self._ticker = asyncio.create_task(self._tick())
 
-    async def _tick(self) -> None:
-        """Write a buffer that waited ``batch_max_delay_ms`` even when no new fetch comes."""
-        while True:
-            await asyncio.sleep(max(self.max_delay_s / 2, 0.01))
-            if self._buffer is not None and time.monotonic() - self._buffered_at >= self.max_delay_s:
-                try:
-                    async with self._lock:
-                        await self._submit()
-                except SinkUnavailable:
-                    pass  # logged; process() or drain() raises it to the runner, which backs off
+    def _arm(self, delay_s: float | None = None) -> None:
+        """A buffer just started: write it exactly ``batch_max_delay_ms`` later even when no new
+        fetch comes (unless a fetch fills it first, or the runner catches up)."""
+        self._disarm()
+        delay = self.max_delay_s if delay_s is None else delay_s
+        self._due = asyncio.get_running_loop().call_later(delay, self._flush_soon, self._buffer)
+
+    def _disarm(self) -> None:
+        if self._due is not None:
+            self._due.cancel()
+            self._due = None
+
+    def _flush_soon(self, buffer: WarehouseBatch | None = None) -> None:
+        """Write the buffer in the background (``buffer``: only if it is still that one)."""
+        task = asyncio.create_task(self._flush(buffer))
+        self._flushes.add(task)
+        task.add_done_callback(self._flushes.discard)
+
+    async def _flush(self, buffer: WarehouseBatch | None) -> None:
+        try:
+            async with self._lock:
+                if self._buffer is not None and (buffer is None or self._buffer is buffer):
+                    await self._submit()
+        except SinkUnavailable:
+            # logged; process() or drain() raises it to the runner, which backs off; without
+            # another fetch, this timer tries again
+            if self._buffer is not None and self._due is None:
+                self._arm(max(self.max_delay_s, 0.1))
 
     async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
         await self.drain()
@@ -104,17 +125,29 @@ class ClickHouseProjector(Processor):
                 await self._wait_pending()  # raises before the buffer changes: a retried fetch is not added twice
             if self._buffer is None:
                 self._buffer, self._buffered_at = batch, now
+                if not due:
+                    self._arm()
             else:
                 self._buffer.merge(batch)
             if due:
                 await self._submit()
         return BatchResult()
 
+    async def caught_up(self) -> None:
+        """The runner handed everything the broker has: waiting longer would only add lag (more
+        rows are not coming within the delay), so write the buffer as soon as the write in flight
+        is done. While the runner is behind, buffers still fill to ``batch_rows`` / the delay;
+        when live, the insert rate is bounded by one write in flight (0055)."""
+        if self._buffer is not None:
+            self._disarm()
+            self._flush_soon(self._buffer)
+
     async def _submit(self) -> None:
         """Wait for the write in flight, then start writing the buffer."""
         await self._wait_pending()
         if self._buffer is not None:
             batch, self._buffer = self._buffer, None
+            self._disarm()
             self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
 
     async def drain(self) -> None:
@@ -144,10 +177,11 @@ class ClickHouseProjector(Processor):
         await self.drain()
 
     async def close(self) -> None:
-        if self._ticker is not None:
-            self._ticker.cancel()
+        self._disarm()
+        for task in list(self._flushes):
+            task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
-                await self._ticker
+                await task
         try:
             await self.drain()
         finally:

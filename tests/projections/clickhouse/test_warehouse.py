@@ -103,3 +103,59 @@ def test_projector_on_the_runner_resumes_from_its_stored_positions(platform, war
         assert _counts(warehouse, final=True) == _expected(events)
 
     asyncio.run(go())
+
+
+def test_projector_buffer_is_written_exactly_when_due_without_another_fetch(warehouse, catalog) -> None:
+    recs = consumed(asyncio.run(offline_serde(catalog)), mixed_events(300, seed=7))
+
+    async def go() -> None:
+        projector = ClickHouseProjector(warehouse, batch_rows=10**6, batch_max_delay_ms=300)
+        loop = asyncio.get_running_loop()
+        t = loop.time()
+        await projector.process(recs)
+        # no await between process and here: the event loop cannot have run the timer yet
+        assert _counts(warehouse, final=False)["events"] == 0
+        due = projector._due
+        assert due is not None and t + 0.3 <= due.when() <= loop.time() + 0.3  # due then, not a tick later
+        await wait_for(lambda: _counts(warehouse, final=True)["events"] == len(recs), timeout_s=30, every_s=0.05)
+        await projector.drain()
+        assert projector.rows_written == sum(_counts(warehouse, final=True).values())
+
+    asyncio.run(go())
+
+
+def test_projector_writes_its_buffer_once_the_runner_caught_up(warehouse, catalog) -> None:
+    recs = consumed(asyncio.run(offline_serde(catalog)), mixed_events(300, seed=8))
+
+    async def go() -> None:
+        # neither the size nor the delay would write this buffer during the test
+        projector = ClickHouseProjector(warehouse, batch_rows=10**6, batch_max_delay_ms=600_000)
+        await projector.process(recs[:200])
+        await projector.process(recs[200:])
+        assert _counts(warehouse, final=False)["events"] == 0
+        await projector.caught_up()
+        expected = batch_of(recs).positions  # stored after the rows: once there, the whole write is
+        await wait_for(lambda: warehouse.positions() == expected, timeout_s=30, every_s=0.05)
+        assert _counts(warehouse, final=True)["events"] == len(recs)
+        await projector.close()
+
+    asyncio.run(go())
+
+
+def test_runner_tells_the_projector_when_it_reached_the_log_end(platform, warehouse) -> None:
+    """On the runner, events arriving at a live projector are written without waiting for the
+    buffer's size or delay: the runner's caught_up() after the fetch that reached the log end."""
+    async def go() -> None:
+        events = mixed_events(800, seed=9)
+        await platform.ensure_topics()
+        serde = await platform.serde()
+        projector = ClickHouseProjector(warehouse, batch_rows=10**6, batch_max_delay_ms=600_000)
+        async with running(platform, projector) as runner:
+            await wait_for(lambda: runner.health()["joined"], timeout_s=60)
+            async with platform.publisher(serde) as pub:
+                await pub.publish_many(events)
+            await wait_for(lambda: _counts(warehouse, final=True)["events"] >= len(events), timeout_s=60)
+        warehouse.start()
+        assert _counts(warehouse, final=True) == _expected(events)
+
+    asyncio.run(go())
