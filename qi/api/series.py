@@ -123,15 +123,15 @@ class SeriesBatcher:
     """``points(twin, sensor, range)``: the range's (downsampled, points JSON). Requests for a sensor
     that arrive while its query runs go together in the next one (at most ``max_ranges`` per query).
 
-    After a batch of several, the next query waits up to ``gather_s`` for as many requests as that
-    batch had: its clients ask again as soon as they have their answers, and without the wait the
-    first of them would go alone, the rest queueing behind it (decision 0123). An idle sensor's
-    first request starts its query at once."""
+    After a batch of several, the next query waits for as many requests as that batch had, for at
+    most a quarter of the last query's time (and ``max_gather_s``): its clients ask again as soon as
+    they have their answers, and without the wait the first of them would go alone, the rest
+    queueing behind it (decision 0123). An idle sensor's first request starts its query at once."""
 
-    def __init__(self, run: RunQuery, *, max_ranges: int = 64, gather_s: float = 0.005) -> None:
+    def __init__(self, run: RunQuery, *, max_ranges: int = 64, max_gather_s: float = 0.05) -> None:
         self._run = run
         self._max = max_ranges
-        self._gather_s = gather_s
+        self._max_gather_s = max_gather_s
         self._waiting: dict[tuple[str, str], list[tuple[Range, asyncio.Future]]] = defaultdict(list)
         self._arrived: dict[tuple[str, str], asyncio.Event] = {}
         self._draining: set[tuple[str, str]] = set()
@@ -150,10 +150,10 @@ class SeriesBatcher:
                 arrived.set()
         return await fut
 
-    async def _gather(self, key: tuple[str, str], want: int) -> None:
-        """Wait until ``want`` requests of ``key`` wait, or ``gather_s`` has passed."""
+    async def _gather(self, key: tuple[str, str], want: int, wait_s: float) -> None:
+        """Wait until ``want`` requests of ``key`` wait, or ``wait_s`` has passed."""
         loop = asyncio.get_running_loop()
-        until = loop.time() + self._gather_s
+        until = loop.time() + wait_s
         arrived = self._arrived[key] = asyncio.Event()
         try:
             while len(self._waiting.get(key, ())) < want and (left := until - loop.time()) > 0:
@@ -166,11 +166,12 @@ class SeriesBatcher:
             self._arrived.pop(key, None)
 
     async def _drain(self, key: tuple[str, str]) -> None:
-        last = 0
+        last, last_s = 0, 0.0
+        loop = asyncio.get_running_loop()
         try:
             while True:
                 if last > 1 and len(self._waiting.get(key, ())) < min(last, self._max):
-                    await self._gather(key, min(last, self._max))
+                    await self._gather(key, min(last, self._max), min(self._max_gather_s, last_s / 4))
                 if not self._waiting.get(key):
                     break
                 batch = self._waiting[key][:self._max]
@@ -179,13 +180,16 @@ class SeriesBatcher:
                 last = len(live)
                 if not live:
                     continue
+                started = loop.time()
                 try:
                     per = await self._query(key, [r for r, _ in live])
                 except Exception as e:  # noqa: BLE001 - handed to every request of the batch
+                    last = 0  # no waiting for more after a failure
                     for _, f in live:
                         if not f.done():
                             f.set_exception(e)
                     continue
+                last_s = loop.time() - started
                 for k, (_, f) in enumerate(live):
                     if not f.done():
                         f.set_result(per[k])
