@@ -114,7 +114,8 @@ def split_batch(body: bytes, ranges: int) -> list[Points]:
             if not (0 <= i < ranges and flag in (b"t", b"f") and points[:1] == b"[" and points[-1:] == b"]"):
                 raise ValueError
         except ValueError:
-            raise SeriesAnswerError(f"the warehouse answered a series line in an unexpected form: {line[:80]!r}") from None
+            raise SeriesAnswerError(
+                f"the warehouse answered a series line in an unexpected form: {line[:80]!r}") from None
         per[i] = (flag == b"t", points)
     return per
 
