@@ -28,7 +28,10 @@ Redis reads through the API's own client (qi/api/sources/resp.py), same concurre
 The load comes from a separate process with a minimal HTTP/1.1 keep-alive client on asyncio
 (``--clients`` connections, each sending its next request when the previous answer is in).
 
-    python -m bench.api [--clients 50] [--seconds 10] [--api-workers 2]
+    python -m bench.api [--clients 50] [--seconds 10] [--api-workers 2] [--only sensor_24h ...]
+
+``--only`` runs just the named rows (``sensor_24h`` brings its SQL-endpoint floor); the others are
+left out of ``bench/results/api.json``.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RUN_DIR = ROOT / ".qi" / "bench-api"
 #: distinct ranges of sensor_24h: the 24 h ending 0 .. DISTINCT-1 seconds before the newest reading
 DISTINCT = 20_000
+ROWS = ("verify", "sensor_24h", "sensor_24h_shared", "client_floor", "api_live")
 
 
 # --- the load generator (its own process) -----------------------------------------------------
@@ -128,26 +132,30 @@ def _cpu_s(pid: int) -> float:
 
 
 def load(url: str, paths: list[str], headers: dict[str, str], clients: int, warmup_s: float, seconds: float,
-         cpu_pid: int | None = None) -> dict:
+         cpu_pid: int | None = None, owner_pid: int | None = None) -> dict:
     """``clients`` connections from a process of their own; client c asks paths[c], paths[c + clients], ...
-    With ``cpu_pid``, also the CPU ms per request of that process tree during the measured part."""
+    With ``cpu_pid``, also the CPU ms per request of that process tree during the measured part
+    (``owner_pid``: the same for the warehouse worker, the chDB owner, as ``owner_cpu_ms_per_request``)."""
     host, port = url.split("//", 1)[1].rsplit(":", 1)
     ctx = mp.get_context("spawn")
     q: mp.Queue = ctx.Queue()
     marks: mp.Queue = ctx.Queue()
     p = ctx.Process(target=_load, args=(host, int(port), paths, headers, clients, warmup_s, seconds, q, marks))
     p.start()
-    cpu = None
+    cpu = owner = None
     if cpu_pid is not None:
         marks.get(timeout=warmup_s + 120)  # the measured part starts
-        c0 = _cpu_s(cpu_pid)
+        c0, o0 = _cpu_s(cpu_pid), owner_pid and _cpu_s(owner_pid)
         marks.get(timeout=seconds + 120)  # ...and ends
         cpu = _cpu_s(cpu_pid) - c0
+        owner = owner_pid and _cpu_s(owner_pid) - o0
     res = q.get(timeout=warmup_s + seconds + 120)
     p.join(30)
     out = summary(res["lat"], res["elapsed"], res["statuses"])
     if cpu is not None:
         out["cpu_ms_per_request"] = cpu * 1000 / max(1, out["requests"])
+    if owner:
+        out["owner_cpu_ms_per_request"] = owner * 1000 / max(1, out["requests"])
     return out
 
 
@@ -293,7 +301,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=2.0)
     ap.add_argument("--api-workers", type=int, default=2, help="uvicorn processes of `qi api`")
     ap.add_argument("--keep", action="store_true", help="keep the stack's directory afterwards")
+    ap.add_argument("--only", nargs="+", choices=ROWS, default=list(ROWS), metavar="ROW",
+                    help=f"run only these rows ({', '.join(ROWS)}); default: all")
     args = ap.parse_args()
+    only = set(args.only)
 
     from qi.api.auth import Role
     from qi.api.routers.sensors import _us
@@ -330,17 +341,21 @@ def main() -> None:
                             QI_LOG_LEVEL="warning")
         rows = []
         both = {"clients": args.clients, "warmup_s": args.warmup, "seconds": args.seconds}
-        print(f"client_floor / api_live: {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        api_pid = world.procs["api"].proc.pid
-        cf = client_floor(**both)
-        live = load(world.url, ["/live"], {}, **both, cpu_pid=api_pid)
-        # verify
-        print(f"verify: {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        v = load(world.url, [f"/verify/{VALID}"], {}, **both, cpu_pid=api_pid)
-        vf = asyncio.run(redis_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
-        vl = asyncio.run(redis_lean_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
-        rows.append({"name": "verify", **v, "floor_per_s": vf["requests_per_s"], "floor_p50_ms": vf["p50_ms"],
-                     "floor_p99_ms": vf["p99_ms"], "floor_lean_per_s": vl and vl["requests_per_s"]})
+        api_pid, owner_pid = world.procs["api"].proc.pid, world.procs["warehouse"].proc.pid
+        cf = live = None
+        if "client_floor" in only:
+            print(f"client_floor: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+            cf = client_floor(**both)
+        if "api_live" in only:
+            print(f"api_live: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+            live = load(world.url, ["/live"], {}, **both, cpu_pid=api_pid)
+        if "verify" in only:
+            print(f"verify: {args.clients} clients, {args.seconds:.0f} s", flush=True)
+            v = load(world.url, [f"/verify/{VALID}"], {}, **both, cpu_pid=api_pid)
+            vf = asyncio.run(redis_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
+            vl = asyncio.run(redis_lean_floor(urls["redis"], prefix, VALID, args.clients, args.warmup, args.seconds))
+            rows.append({"name": "verify", **v, "floor_per_s": vf["requests_per_s"], "floor_p50_ms": vf["p50_ms"],
+                         "floor_p99_ms": vf["p99_ms"], "floor_lean_per_s": vl and vl["requests_per_s"]})
         # sensor_24h: request k asks for the 24 h ending k seconds before the newest reading's minute
         to = world.now + timedelta(minutes=1)
         frm = to - timedelta(hours=24)
@@ -351,38 +366,48 @@ def main() -> None:
                     f"&to={(to - timedelta(seconds=k)).strftime(fmt)}&max_points=1000")
 
         reader = {"Authorization": f"Bearer {world.token(Role.reader, 'bench')}"}
-        print(f"sensor_24h (a range per request): {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        s = load(world.url, [series_path(k) for k in range(DISTINCT)], reader, **both)
-        print(f"sensor_24h_shared (one range for all): {args.clients} clients, {args.seconds:.0f} s", flush=True)
-        shared = load(world.url, [series_path(0)], reader, **both)
-        endpoint = find_endpoint(work, f"chdb://{work / 'chdb'}")
-        f_us, t_us = _us(frm.replace(tzinfo=UTC)), _us(to.replace(tzinfo=UTC))
+        s = shared = None
+        if "sensor_24h" in only:
+            print(f"sensor_24h (a range per request): {args.clients} clients, {args.seconds:.0f} s", flush=True)
+            s = load(world.url, [series_path(k) for k in range(DISTINCT)], reader, **both, cpu_pid=api_pid,
+                     owner_pid=owner_pid)
+        if "sensor_24h_shared" in only:
+            print(f"sensor_24h_shared (one range for all): {args.clients} clients, {args.seconds:.0f} s", flush=True)
+            shared = load(world.url, [series_path(0)], reader, **both, cpu_pid=api_pid, owner_pid=owner_pid)
+        sf = one = None
+        if s is not None or shared is not None:
+            endpoint = find_endpoint(work, f"chdb://{work / 'chdb'}")
+            f_us, t_us = _us(frm.replace(tzinfo=UTC)), _us(to.replace(tzinfo=UTC))
 
-        def params_for(i: int) -> dict:
-            k = (i % DISTINCT) * 1_000_000
-            return {"twin": TWIN, "sensor": SENSOR, "from_us": f_us - k, "to_us": t_us - k,
-                    "bucket_us": max(1, -(-(t_us - f_us) // 1000))}
+            def params_for(i: int) -> dict:
+                k = (i % DISTINCT) * 1_000_000
+                return {"twin": TWIN, "sensor": SENSOR, "from_us": f_us - k, "to_us": t_us - k,
+                        "bucket_us": max(1, -(-(t_us - f_us) // 1000))}
 
-        sf = asyncio.run(clickhouse_floor(endpoint, "qi", params_for, args.clients, args.warmup, args.seconds))
-        one = asyncio.run(clickhouse_floor(endpoint, "qi", params_for, 1, 1.0, 3.0))
-        print(f"one query at a time on the warehouse endpoint: p50 {one['p50_ms']:.1f} ms", flush=True)
-        rows.append({"name": "sensor_24h", **s, "floor_per_s": sf["requests_per_s"], "floor_p50_ms": sf["p50_ms"],
-                     "floor_p99_ms": sf["p99_ms"]})
-        rows.append({"name": "sensor_24h_shared", **shared, "floor_per_s": sf["requests_per_s"],
-                     "floor_p50_ms": sf["p50_ms"], "floor_p99_ms": sf["p99_ms"]})
+            sf = asyncio.run(clickhouse_floor(endpoint, "qi", params_for, args.clients, args.warmup, args.seconds))
+            one = asyncio.run(clickhouse_floor(endpoint, "qi", params_for, 1, 1.0, 3.0))
+            print(f"one query at a time on the warehouse endpoint: p50 {one['p50_ms']:.1f} ms", flush=True)
+        for name, r in (("sensor_24h", s), ("sensor_24h_shared", shared)):
+            if r is not None:
+                rows.append({"name": name, **r, "floor_per_s": sf["requests_per_s"], "floor_p50_ms": sf["p50_ms"],
+                             "floor_p99_ms": sf["p99_ms"]})
         for name, r in (("client_floor", cf), ("api_live", live)):
-            rows.append({"name": name, **r, "floor_per_s": cf["requests_per_s"], "floor_p50_ms": cf["p50_ms"],
-                         "floor_p99_ms": cf["p99_ms"]})
+            if r is not None:
+                rows.append({"name": name, **r, "floor_per_s": cf and cf["requests_per_s"],
+                             "floor_p50_ms": cf and cf["p50_ms"], "floor_p99_ms": cf and cf["p99_ms"]})
         table = [{**{k: r[k] for k in ("name", "requests_per_s", "p50_ms", "p95_ms", "p99_ms", "floor_per_s",
-                                       "floor_p50_ms", "floor_p99_ms")}, "cpu_ms_per_req": r.get("cpu_ms_per_request")}
+                                       "floor_p50_ms", "floor_p99_ms")}, "cpu_ms_per_req": r.get("cpu_ms_per_request"),
+                  "owner_cpu_ms_per_req": r.get("owner_cpu_ms_per_request")}
                  for r in rows]
         path_out = report("api", table, params={**vars(args), "machine_note": "shared 2-core machine, loaded"})
         doc = json.loads(path_out.read_text())
         for r in rows:
             doc[r["name"]] = {k: r[k] for k in ("requests", "requests_per_s", "p50_ms", "p95_ms", "p99_ms",
                                                 "floor_per_s", "floor_p50_ms", "floor_p99_ms", "statuses")}
-            doc[r["name"]].update({k: r[k] for k in ("cpu_ms_per_request", "floor_lean_per_s") if k in r})
-        doc["sensor_24h_single_query_p50_ms"] = one["p50_ms"]
+            doc[r["name"]].update({k: r[k] for k in ("cpu_ms_per_request", "owner_cpu_ms_per_request",
+                                                     "floor_lean_per_s") if k in r})
+        if one is not None:
+            doc["sensor_24h_single_query_p50_ms"] = one["p50_ms"]
         doc["load_average"] = {"before": load_before, "after": list(os.getloadavg())}
         doc["goals"] = {"verify": {"requests_per_s": 2000, "p99_ms": 50}, "sensor_24h": {"p95_ms": 200}}
         path_out.write_text(json.dumps(doc, indent=2))
