@@ -106,9 +106,13 @@ class EntryEncoder:
         types = self._opts
         join = b"".join
         out = []
+        contiguous = bool(rows) and rows[-1][0] - rows[0][0] == len(rows) - 1 and hasattr(leaf_ids, "ascii_range")
+        ids = iter(leaf_ids.ascii_range(rows[0][0], len(rows)) if contiguous else  # type: ignore[attr-defined]
+                   [leaf_ids(r[0]).encode() for r in rows])
+        some36 = b"\x02" + _LEN36
         for i, t, p, o, eid, et, lh in rows:
-            eb = leaf_ids(i).encode()
-            ev = b"\x00" if eid is None else opt_id(eid)
+            eb = next(ids)
+            ev = b"\x00" if eid is None else (some36 + eid.encode() if len(eid) == 36 and eid.isascii() else opt_id(eid))
             etb = types.get(et)
             if etb is None:
                 etb = self._cached_opt(et)

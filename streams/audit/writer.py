@@ -30,7 +30,7 @@ from events.topics import TopicNames
 from streams.audit.checkpoint import sign_head
 from streams.audit.compact import CompactRange
 from streams.audit.entry_codec import EntryEncoder
-from streams.audit.hashing import partition_leaf_hasher
+from streams.audit.hashing import partition_leaf_hashes
 from streams.audit.store import AuditStore, BatchCommit, Entry, EntryRow, Head
 from streams.audit.tiles import TileBuilder
 
@@ -67,6 +67,17 @@ class LeafEventIds:
         h.update(b"%d" % n)
         x = h.hexdigest()
         return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
+
+    def ascii_range(self, start: int, n: int) -> list[bytes]:
+        """``[self(i).encode() for i in range(start, start + n)]`` without a call per id."""
+        copy, v = self._base.copy, _VARIANT
+        out = []
+        for i in range(start, start + n):
+            h = copy()
+            h.update(b"%d" % i)
+            x = h.hexdigest()
+            out.append(f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{v[x[16]]}{x[17:20]}-{x[20:32]}".encode())
+        return out
 
 
 _is_uuid = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
@@ -240,9 +251,8 @@ class AuditWriter:
             if not fresh:
                 continue
             c = canonical[tp] = self.canonical_topic(topic)
-            leaf = partition_leaf_hasher(c, part)
             index = expected + len(rows)
-            for r in fresh:
+            for r, lh in zip(fresh, partition_leaf_hashes(c, part, fresh)):
                 d = r.decoded
                 if d is None:
                     eid = etype = None
@@ -251,7 +261,7 @@ class AuditWriter:
                     if eid is not None and not (type(eid) is str and is_id(eid)):
                         eid = str(eid)  # a UUID (logical decode); anything else is not an event id
                         eid = eid if is_id(eid) else None
-                rows.append((index, topic, part, r.offset, eid, etype, leaf(r.offset, r.key, r.value)))
+                rows.append((index, topic, part, r.offset, eid, etype, lh))
                 index += 1
             positions[tp] = nxt
         head_n = self._head_n

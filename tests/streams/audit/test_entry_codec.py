@@ -236,3 +236,30 @@ def test_prepare_takes_records_in_source_order_whatever_order_they_come_in(catal
     assert [r[0] for r in rows] == list(range(len(rows))) and len(rows) == 6 * 40 - 3
     assert [(r[1], r[2], r[3]) for r in rows] == sorted((r[1], r[2], r[3]) for r in rows)
     assert len(want[4]) == len(rows) // 7
+
+
+def test_encode_rows_of_contiguous_leaves_and_the_batch_leaf_hashes(catalog):
+    from dataclasses import dataclass
+
+    from streams.audit.hashing import partition_leaf_hashes, record_leaf_hash
+    from streams.audit.writer import LeafEventIds
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames(""))
+    asyncio.run(serde.prepare())
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    enc = EntryEncoder(framing.header(serde.schema_id("AuditEntryAppended")), "qi-audit", "qi.local/audit")
+    ids = LeafEventIds("qi.local/audit")
+    rows = [(i, "qi.readings.v1", 1, i * 3, str(uuid.UUID(int=i)) if i % 2 else None, "SensorReading", b"\7" * 32)
+            for i in range(8000, 8400)]
+    got = enc.encode_rows(rows, at, ids, {("qi.readings.v1", 1): "qi.readings.v1"})
+    assert got == [enc.encode(ids(i), at, e, i, lh, t, p, o, e, et) for i, t, p, o, e, et, lh in rows]
+
+    @dataclass
+    class R:
+        offset: int
+        key: bytes | None
+        value: bytes
+
+    recs = [R(o, None if o % 3 == 0 else b"k%d" % o, b"v" * o) for o in range(50)]
+    assert partition_leaf_hashes("qi.twins.v1", 7, recs) == [
+        record_leaf_hash("qi.twins.v1", 7, r.offset, r.key, r.value) for r in recs]
