@@ -6,6 +6,7 @@ Avro binary written by hand for the v1 field order; at start the writer checks i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 from events.avro_binary import encode_long
@@ -89,6 +90,39 @@ class EntryEncoder:
             ev if source_event_id == causation else self._opt_id(source_event_id),
             self._cached_opt(source_event_type),
         ))
+
+    def encode_rows(self, rows: list, at: datetime, leaf_ids: Callable[[int], str],
+                    canonical: dict[tuple[str, int], str]) -> list[bytes]:
+        """``encode`` for the writer's rows ``(leaf_index, topic, partition, offset, event_id, event_type,
+        leaf_hash)`` of one batch (event id = ``leaf_ids(leaf_index)``, causation = source event id,
+        canonical topic per (topic, partition)): the same bytes, with what is constant per batch and
+        per partition built once."""
+        if at is not self._at:
+            ts = _long(_micros(at))
+            self._at, self._after_id = at, self._fixed_head + ts + ts + self._source_part
+        after, log_id, opt_id, small, ulong, long_ = self._after_id, self._log_id, self._opt_id, _SMALL, _ulong, _long
+        first = self._header + _LEN36
+        tparts = {tp: self._cached(c) + _long(tp[1]) for tp, c in canonical.items()}  # topic, partition
+        types = self._opts
+        join = b"".join
+        out = []
+        contiguous = bool(rows) and rows[-1][0] - rows[0][0] == len(rows) - 1 and hasattr(leaf_ids, "ascii_range")
+        ids = iter(leaf_ids.ascii_range(rows[0][0], len(rows)) if contiguous else  # type: ignore[attr-defined]
+                   [leaf_ids(r[0]).encode() for r in rows])
+        some36 = b"\x02" + _LEN36
+        for i, t, p, o, eid, et, lh in rows:
+            eb = next(ids)
+            ev = b"\x00" if eid is None else (some36 + eid.encode() if len(eid) == 36 and eid.isascii() else opt_id(eid))
+            etb = types.get(et)
+            if etb is None:
+                etb = self._cached_opt(et)
+            out.append(join((
+                first if len(eb) == 36 else self._header + _long(len(eb)), eb, after, ev, log_id,
+                (small[i] if i < 8192 else ulong(i)) if i >= 0 else long_(i),
+                _LEN32 if len(lh) == 32 else _long(len(lh)), lh, tparts[(t, p)],
+                ulong(o) if o >= 0 else long_(o), ev, etb,
+            )))
+        return out
 
     @staticmethod
     def _opt_id(s: str | None) -> bytes:

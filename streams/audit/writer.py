@@ -30,7 +30,7 @@ from events.topics import TopicNames
 from streams.audit.checkpoint import sign_head
 from streams.audit.compact import CompactRange
 from streams.audit.entry_codec import EntryEncoder
-from streams.audit.hashing import partition_leaf_hasher
+from streams.audit.hashing import partition_leaf_hashes
 from streams.audit.store import AuditStore, BatchCommit, Entry, EntryRow, Head
 from streams.audit.tiles import TileBuilder
 
@@ -68,6 +68,17 @@ class LeafEventIds:
         x = h.hexdigest()
         return f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{_VARIANT[x[16]]}{x[17:20]}-{x[20:32]}"
 
+    def ascii_range(self, start: int, n: int) -> list[bytes]:
+        """``[self(i).encode() for i in range(start, start + n)]`` without a call per id."""
+        copy, v = self._base.copy, _VARIANT
+        out = []
+        for i in range(start, start + n):
+            h = copy()
+            h.update(b"%d" % i)
+            x = h.hexdigest()
+            out.append(f"{x[:8]}-{x[8:12]}-5{x[13:16]}-{v[x[16]]}{x[17:20]}-{x[20:32]}".encode())
+        return out
+
 
 _is_uuid = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}").fullmatch
 
@@ -84,8 +95,28 @@ class PreparedBatch:
     head_mono: float
 
 
-def _source_order(r: Any) -> tuple[str, int, int]:
-    return (r.topic, r.partition, r.offset)
+def _by_partition(records: Iterable[Any]) -> dict[tuple[str, int], list[Any]]:
+    """Records per (topic, partition), each list in offset order (stable: equal offsets keep their order)."""
+    out: dict[tuple[str, int], list[Any]] = {}
+    for r in records:
+        tp = (r.topic, r.partition)
+        lst = out.get(tp)
+        if lst is None:
+            out[tp] = [r]
+        else:
+            lst.append(r)
+    for lst in out.values():
+        last = -1 << 63
+        for r in lst:
+            if r.offset < last:
+                lst.sort(key=_offset)
+                break
+            last = r.offset
+    return out
+
+
+def _offset(r: Any) -> int:
+    return r.offset
 
 
 class AuditWriter:
@@ -205,30 +236,41 @@ class AuditWriter:
         rows: list[EntryRow] = []
         completed: list[tuple[int, int, bytes]] = []  # every node the batch completes, in order
         heads: list[Head] = []
-        hashers: dict[tuple[str, int], tuple[Any, str]] = {}
-        add, head_n, is_id = cr.append, self._head_n, _is_uuid
-        for r in sorted(records, key=_source_order):
-            tp = (r.topic, r.partition)
-            if r.offset < positions.get(tp, 0):
-                continue  # already a leaf (redelivered)
-            hp = hashers.get(tp)
-            if hp is None:
-                canonical = self.canonical_topic(r.topic)
-                hp = hashers[tp] = (partition_leaf_hasher(canonical, r.partition), canonical)
-            lh = hp[0](r.offset, r.key, r.value)
-            index = cr.size
-            add(lh, completed)
-            d = r.decoded
-            if d is None:
-                eid = etype = None
-            else:
-                etype, eid = d.event_type, d.record.get("event_id")
-                if eid is not None and not (type(eid) is str and is_id(eid)):
-                    eid = str(eid)  # a UUID (logical decode); anything else is not an event id
-                    eid = eid if is_id(eid) else None
-            rows.append((index, r.topic, r.partition, r.offset, eid, etype, lh))
-            positions[tp] = r.offset + 1
-            if cr.size % head_n == 0:  # heads at every multiple of N: sizes an auditor can predict
+        canonical: dict[tuple[str, int], str] = {}
+        is_id = _is_uuid
+        # per partition, in (topic, partition, offset) order (a stable sort's order, without a key
+        # tuple per record): the fresh records, their leaf hashes and rows, a partition at a time
+        for tp, recs in sorted(_by_partition(records).items()):
+            topic, part = tp
+            nxt = positions.get(tp, 0)
+            fresh = []
+            for r in recs:
+                if r.offset >= nxt:  # else already a leaf (redelivered)
+                    fresh.append(r)
+                    nxt = r.offset + 1
+            if not fresh:
+                continue
+            c = canonical[tp] = self.canonical_topic(topic)
+            index = expected + len(rows)
+            for r, lh in zip(fresh, partition_leaf_hashes(c, part, fresh)):
+                d = r.decoded
+                if d is None:
+                    eid = etype = None
+                else:
+                    etype, eid = d.event_type, d.record.get("event_id")
+                    if eid is not None and not (type(eid) is str and is_id(eid)):
+                        eid = str(eid)  # a UUID (logical decode); anything else is not an event id
+                        eid = eid if is_id(eid) else None
+                rows.append((index, topic, part, r.offset, eid, etype, lh))
+                index += 1
+            positions[tp] = nxt
+        head_n = self._head_n
+        done = 0
+        while done < len(rows):  # the tree, up to each multiple of N: heads at sizes an auditor can predict
+            upto = min(len(rows), done + head_n - cr.size % head_n)
+            cr.extend([row[6] for row in rows[done:upto]], completed)
+            done = upto
+            if cr.size % head_n == 0:
                 heads.append(sign_head(self._key_pair, self.log_id, cr.size, cr.root(), now))
         if not rows:
             return None
@@ -237,7 +279,6 @@ class AuditWriter:
         tiles.add(completed)
         batch = BatchCommit(expected, cr.size, cr.to_bytes(), tiles.take_dirty(), rows,
                             {k: v for k, v in positions.items() if v != tip_positions.get(k)}, heads, now)
-        canonical = {tp: c for tp, (_h, c) in hashers.items()}
         outputs = self._entry_records(rows, now, canonical) + [self._head_record(h) for h in heads]
         if heads:
             head_mono = time.monotonic()
@@ -361,11 +402,8 @@ class AuditWriter:
         enc = self._encoder
         if enc is None:  # the schema changed: the serde's encoder, one Entry at a time
             return [self._entry_record(Entry(*row, at)) for row in rows]
-        topic, key, ids, encode = self._audit_topic, self._key, self._leaf_ids, enc.encode
-        return [
-            OutgoingRecord(topic, key, encode(ids(i), at, eid, i, lh, canonical[(t, p)], p, o, eid, et), None)
-            for i, t, p, o, eid, et, lh in rows
-        ]
+        topic, key = self._audit_topic, self._key
+        return [OutgoingRecord(topic, key, v, None) for v in enc.encode_rows(rows, at, self._leaf_ids, canonical)]
 
     def _head_record(self, h: Head) -> OutgoingRecord:
         eid = audit_event_id("head", self.log_id, h.tree_size)

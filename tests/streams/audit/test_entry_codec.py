@@ -154,3 +154,112 @@ def test_copy_text_escapes_and_nulls():
     lines = text.splitlines()
     assert lines[0] == "a\\tb\\\\c\t3\tqi.t\t1\t9\t\\N\t\\N\t\\\\x" + "01" * 32 + "\t2026-01-01T00:00:00+00:00"
     assert lines[1].split("\t")[5:7] == [str(uuid.UUID(int=1)), "T"]
+
+
+def test_encode_rows_writes_what_encode_writes(catalog):
+    from streams.audit.writer import LeafEventIds
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames("x."))
+    asyncio.run(serde.prepare())
+    at = datetime(2026, 11, 23, 21, 0, 1, 999999, tzinfo=UTC)
+    enc = EntryEncoder(framing.header(serde.schema_id("AuditEntryAppended")), "qi-audit", "qi.local/audit")
+    ids = LeafEventIds("qi.local/audit")
+    canonical = {("x.qi.readings.v1", 5): "qi.readings.v1", ("x.qi.twins.v1", 70000): "qi.twins.v1"}
+    rows = [(i, t, p, o, e, et, bytes([i % 256]) * 32) for i, (t, p, o, e, et) in enumerate([
+        ("x.qi.readings.v1", 5, 0, None, None), ("x.qi.readings.v1", 5, 8191, str(uuid.uuid4()), "SensorReading"),
+        ("x.qi.twins.v1", 70000, 2**31, "abc", "TwinRegistered"), ("x.qi.twins.v1", 70000, 2**40, None, "X"),
+    ])] + [(8191, "x.qi.readings.v1", 5, 9, None, None, b"h" * 32), (2**30, "x.qi.readings.v1", 5, 10, None, None,
+                                                                     b"h" * 32)]
+    got = enc.encode_rows(rows, at, ids, canonical)
+    want = [enc.encode(ids(i), at, e, i, lh, canonical[(t, p)], p, o, e, et) for i, t, p, o, e, et, lh in rows]
+    assert got == want
+
+
+def test_compact_range_extend_is_append_leaf_by_leaf():
+    from streams.audit.compact import CompactRange
+
+    leaves = [i.to_bytes(4, "big") * 8 for i in range(70000)]
+    a, b = CompactRange(), CompactRange()
+    ca: list = []
+    cb: list = []
+    for leaf in leaves[:300]:
+        a.append(leaf, ca)
+    for leaf in leaves[300:]:
+        a.append(leaf, ca)
+    b.extend(leaves[:300], cb)
+    b.extend(leaves[300:], cb)
+    assert (a.size, a.hashes, a.root()) == (b.size, b.hashes, b.root()) and ca == cb
+
+
+def test_prepare_takes_records_in_source_order_whatever_order_they_come_in(catalog):
+    import random
+    from dataclasses import dataclass
+
+    from events.signing import HybridKeyPair
+    from streams.audit.compact import CompactRange
+    from streams.audit.tiles import TileBuilder
+    from streams.audit.writer import AuditWriter
+
+    @dataclass
+    class Rec:
+        topic: str
+        partition: int
+        offset: int
+        key: bytes | None
+        value: bytes
+        decoded: object = None
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames(""))
+    asyncio.run(serde.prepare())
+    kp = HybridKeyPair.generate(key_id="t/1")
+    recs = [Rec(t, p, o, b"k", b"%s%d%d" % (t.encode(), p, o)) for t in ("qi.twins.v1", "qi.readings.v1")
+            for p in (0, 3, 1) for o in range(40)]
+    recs += recs[5:30]  # redelivered within the batch
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def prepared(records):
+        w = AuditWriter(None, kp, serde, TopicNames(""), log_id="t.local/o", head_every_entries=7,  # type: ignore
+                        head_every_s=1e9)
+        w._encoder = w._entry_encoder()
+        w._cr, w._tiles, w._positions = CompactRange(), TileBuilder(), {("qi.twins.v1", 0): 3}
+        w._last_head_mono = 0.0
+        w._set_tip(w._cr, w._tiles, w._positions, float("inf"))
+        p = w.prepare(records, now=now)
+        return (p.commit.entries, p.commit.compact, p.commit.tiles, p.commit.positions,
+                [(h.tree_size, h.root) for h in p.commit.heads], [o.value for o in p.outputs if o.event_id is None])
+
+    want = prepared(sorted(recs, key=lambda r: (r.topic, r.partition, r.offset)))
+    shuffled = list(recs)
+    random.Random(4).shuffle(shuffled)
+    assert prepared(shuffled) == want
+    rows = want[0]
+    assert [r[0] for r in rows] == list(range(len(rows))) and len(rows) == 6 * 40 - 3
+    assert [(r[1], r[2], r[3]) for r in rows] == sorted((r[1], r[2], r[3]) for r in rows)
+    assert len(want[4]) == len(rows) // 7
+
+
+def test_encode_rows_of_contiguous_leaves_and_the_batch_leaf_hashes(catalog):
+    from dataclasses import dataclass
+
+    from streams.audit.hashing import partition_leaf_hashes, record_leaf_hash
+    from streams.audit.writer import LeafEventIds
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames(""))
+    asyncio.run(serde.prepare())
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+    enc = EntryEncoder(framing.header(serde.schema_id("AuditEntryAppended")), "qi-audit", "qi.local/audit")
+    ids = LeafEventIds("qi.local/audit")
+    rows = [(i, "qi.readings.v1", 1, i * 3, str(uuid.UUID(int=i)) if i % 2 else None, "SensorReading", b"\7" * 32)
+            for i in range(8000, 8400)]
+    got = enc.encode_rows(rows, at, ids, {("qi.readings.v1", 1): "qi.readings.v1"})
+    assert got == [enc.encode(ids(i), at, e, i, lh, t, p, o, e, et) for i, t, p, o, e, et, lh in rows]
+
+    @dataclass
+    class R:
+        offset: int
+        key: bytes | None
+        value: bytes
+
+    recs = [R(o, None if o % 3 == 0 else b"k%d" % o, b"v" * o) for o in range(50)]
+    assert partition_leaf_hashes("qi.twins.v1", 7, recs) == [
+        record_leaf_hash("qi.twins.v1", 7, r.offset, r.key, r.value) for r in recs]
