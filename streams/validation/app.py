@@ -55,6 +55,8 @@ from streams.validation.schedule import Schedule
 
 log = structlog.get_logger(__name__)
 RECHECK = b"recheck"
+PRODUCER_MAX_BATCH_BYTES = 1_000_000   # per partition and request; faust's default 16 KiB held ~10 lifecycle records
+PRODUCER_BUFFER_MESSAGES = 10_000     # changelog writes queued before the stream waits (faust's default: 100)
 
 
 @dataclass(frozen=True)
@@ -138,6 +140,8 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         broker_rebalance_timeout=max(settings.session_timeout_s, 10.0),
         broker_commit_interval=settings.commit_interval_s,
         producer_acks=-1,
+        producer_max_batch_size=PRODUCER_MAX_BATCH_BYTES,
+        producer_max_request_size=PRODUCER_MAX_BATCH_BYTES + 65536,
         logging_config=None,
     )
 
@@ -154,6 +158,7 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         t.key_serializer = t.value_serializer = "raw"  # faust derives "json" from the types otherwise
         return t
 
+    app.producer.buffer.max_messages = PRODUCER_BUFFER_MESSAGES
     index_table = table(app.GlobalTable, "index", topo.cert_partitions)
     replica = FactReplica(bootstrap=bootstrap, issuers_topic=topo.issuers, twins_topic=topo.twins,
                           index_topic=f"{topo.app_id}-index-changelog", client_id=topo.app_id)
