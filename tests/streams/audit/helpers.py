@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 
 from events.signing import HybridKeyPair
@@ -12,6 +13,17 @@ from qi.config import AuditSettings
 from qi.platform import Platform
 from streams.audit.processor import AuditProcessor
 from tests.streams.helpers import running
+
+
+@dataclass
+class Rec:
+    """A fetched record as the audit writer reads it (the fields of aiokafka's ConsumerRecord it uses)."""
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    decoded: object = None
 
 
 def audit_platform(platform: Platform, key_dir: Path, **audit: object) -> Platform:

@@ -193,21 +193,12 @@ def test_compact_range_extend_is_append_leaf_by_leaf():
 
 def test_prepare_takes_records_in_source_order_whatever_order_they_come_in(catalog):
     import random
-    from dataclasses import dataclass
 
     from events.signing import HybridKeyPair
     from streams.audit.compact import CompactRange
     from streams.audit.tiles import TileBuilder
     from streams.audit.writer import AuditWriter
-
-    @dataclass
-    class Rec:
-        topic: str
-        partition: int
-        offset: int
-        key: bytes | None
-        value: bytes
-        decoded: object = None
+    from tests.streams.audit.helpers import Rec
 
     serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames(""))
     asyncio.run(serde.prepare())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass
 
 import psycopg
 import pytest
@@ -13,18 +12,9 @@ from streams.audit.errors import AuditStoreError, WriterConflict
 from streams.audit.verifier import merkle_root
 from streams.audit.writer import AuditWriter
 from streams.audit.hashing import record_leaf_hash
+from tests.streams.audit.helpers import Rec
 
 pytestmark = pytest.mark.stack
-
-
-@dataclass
-class Rec:
-    topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    decoded: object = None
 
 
 def _recs(topic: str, part: int, start: int, n: int) -> list[Rec]:
