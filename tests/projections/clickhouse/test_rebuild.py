@@ -39,7 +39,10 @@ def test_rebuild_equals_live_and_promotes_atomically_per_table(platform, warehou
         rebuild = ClickHouseProjector(fresh, batch_rows=1000)
         rebuild.name = "rebuild-clickhouse"  # its own consumer group, from the beginning
         async with running(platform, rebuild):
-            await wait_for(lambda: fresh._client is not None, timeout_s=30)
+            # connected and past the migration that makes `events` (start() connects, then migrates)
+            await wait_for(lambda: fresh._client is not None and fresh.client.query(
+                "SELECT count() FROM system.tables WHERE database = {db:String} AND name = 'events'",
+                parameters={"db": fresh.database}).result_rows[0][0] == 1, timeout_s=30)
             while True:  # the live one first: at least one answer while the rebuild runs, however fast
                 served.append(warehouse.query("SELECT count() FROM events FINAL").result_rows[0][0])
                 if fresh.query("SELECT count() FROM events FINAL").result_rows[0][0] >= len(events):
