@@ -315,6 +315,8 @@ def main() -> None:
                          "of its slice, stamped when handed over; the others waited up to one slice)")
     ap.add_argument("--latency-only", action="store_true",
                     help="measure publish_to_read_model only (no restarts, no log restart): for iterating")
+    ap.add_argument("--restart-only", action="store_true",
+                    help="measure restart_to_ready_s only, on an idle fleet (no load, no log restart)")
     args = ap.parse_args()
 
     shutil.rmtree(RUN_DIR, ignore_errors=True)
@@ -325,6 +327,12 @@ def main() -> None:
         names = sorted(load_state(RUN_DIR).instances)
         probe.wait_ready(RUN_DIR, names, timeout_s=180)
         os.environ["QI_STACK_RUN_DIR"] = str(RUN_DIR)
+        if args.restart_only:
+            restarts, promoted = restart_to_ready(names)
+            report("platform", [{"restart_to_ready_s": restarts, "restart_to_ready_max_s": max(restarts.values()),
+                                 "restart_by_warm_spare": promoted, "loadavg": os.getloadavg()}],
+                   params={**vars(args), "workers": names})
+            return
         platform = Platform(Settings.from_env())
         lat = asyncio.run(latency(platform, args.rate, args.seconds, args.slice_ms / 1000))
         if args.latency_only:

@@ -91,7 +91,7 @@ class RunnerSettings(BaseSettings):
 
     max_batch: int = Field(5000, ge=1, description="most records handed to a processor per fetch")
     poll_timeout_ms: int = Field(200, ge=1, description="how long one fetch waits for records")
-    session_timeout_ms: int = Field(6_000, ge=1000, description="a dead member is replaced after this; "
+    session_timeout_ms: int = Field(4_000, ge=1000, description="a dead member is replaced after this; "
                                     "the embedded broker also holds each join for half of it (decision 0073)")
     heartbeat_interval_ms: int = Field(1_000, ge=100)
     max_poll_interval_ms: int = Field(300_000, ge=1000)
@@ -264,7 +264,7 @@ class ValidationSettings(BaseSettings):
         3600.0, gt=0, description="a certificate waiting for its twin/issuer key longer than this is judged INVALID")
     expiring_lead_s: float = Field(30 * 86400.0, ge=0, description="CertificateExpiring goes out this long before valid_until")
     max_validity_days: int = Field(3650, ge=1, description="longest validity window accepted")
-    session_timeout_s: float = Field(6.0, gt=0, description="a dead worker's partitions move after this "
+    session_timeout_s: float = Field(4.0, gt=0, description="a dead worker's partitions move after this "
                                      "(the embedded broker holds each join for half of it: decision 0073)")
     heartbeat_interval_s: float = Field(1.0, gt=0)
     commit_interval_s: float = Field(1.0, gt=0, description="how often consumed offsets are committed")
