@@ -35,7 +35,7 @@ from aiohttp import web
 
 from projections.clickhouse.errors import QueryError
 from projections.clickhouse.query import QueryResult
-from projections.clickhouse.range_batch import Range, RangeBatcher, parse_ranges, range_parameters
+from projections.clickhouse.range_batch import RangeBatcher, parse_ranges
 from projections.clickhouse.warehouse import _client, _driver_error
 
 if TYPE_CHECKING:
@@ -172,13 +172,11 @@ class QueryServer:
             return web.json_response({"error": str(e), "code": e.code}, status=400)
         return web.Response(body=result, content_type=RAW_FORMATS[fmt])
 
-    async def _run_ranges(self, key: Any, sql: str, parameters: dict[str, Any], fmt: str,
-                          ranges: list[Range]) -> bytes:
+    async def _run_ranges(self, key: Any, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
         database = key[0]  # RangeBatcher.key: (database, sql, fmt, parameters)
         reader = await self._readers.get()
         try:
-            return await asyncio.to_thread(self._run, reader, database, sql,
-                                           {**parameters, **range_parameters(ranges)}, fmt)
+            return await asyncio.to_thread(self._run, reader, database, sql, parameters, fmt)
         finally:
             self._readers.put_nowait(reader)
 

@@ -25,10 +25,8 @@ from typing import Any
 from projections.clickhouse.errors import QueryError
 
 Range = tuple[int, int, int]  # from_us, to_us, bucket_us
-#: runs a range query: (key, sql, parameters, format, ranges) -> its lines, indexes into ``ranges``
-#: (on the engine: the parameters with ``range_parameters(ranges)``; in an API process: one request
-#: with all the ranges to the chDB owner, which batches them with other processes' requests)
-Run = Callable[[Hashable, str, dict[str, Any], str, list[Range]], Awaitable[bytes]]
+#: runs a range query: (key, sql, parameters with ranges/lo_us/hi_us set, format) -> the engine's output
+Run = Callable[[Hashable, str, dict[str, Any], str], Awaitable[bytes]]
 
 
 class RangeAnswerError(QueryError):
@@ -77,13 +75,10 @@ class RangeBatcher:
     """``answer(key, sql, parameters, fmt, ranges)``: the request's lines. Requests of one ``key`` that
     arrive while its query runs go together in the next one (at most ``max_ranges`` ranges a query).
 
-    After a batch of several ranges, the next query waits for as many ranges as that batch had, for at
+    After a batch of several, the next query waits for as many requests as that batch had, for at
     most a quarter of the last query's time (and ``max_gather_s``): their clients ask again as soon as
     they have their answers, and without the wait the first of them would go alone, the rest
-    queueing behind it (decision 0123). Counting ranges, not requests, matters in the owner: each
-    API process sends its gathered ranges as one request, and counting requests let a process's
-    batch of 42 and the other's of 8 alternate, never merged (decision 0124). An idle key's first
-    request starts its query at once."""
+    queueing behind it (decision 0123). An idle key's first request starts its query at once."""
 
     def __init__(self, run: Run, *, max_ranges: int = 64, max_gather_s: float = 0.05) -> None:
         self._run = run
@@ -112,16 +107,13 @@ class RangeBatcher:
             arrived.set()
         return await fut
 
-    def _ranges_waiting(self, key: Hashable) -> int:
-        return sum(len(r) for r, _ in self._waiting.get(key, ()))
-
     async def _gather(self, key: Hashable, want: int, wait_s: float) -> None:
-        """Wait until ``want`` ranges of ``key`` wait, or ``wait_s`` has passed."""
+        """Wait until ``want`` requests of ``key`` wait, or ``wait_s`` has passed."""
         loop = asyncio.get_running_loop()
         until = loop.time() + wait_s
         arrived = self._arrived[key] = asyncio.Event()
         try:
-            while self._ranges_waiting(key) < want and (left := until - loop.time()) > 0:
+            while len(self._waiting.get(key, ())) < want and (left := until - loop.time()) > 0:
                 arrived.clear()
                 try:
                     await asyncio.wait_for(arrived.wait(), left)
@@ -146,19 +138,19 @@ class RangeBatcher:
         loop = asyncio.get_running_loop()
         try:
             while True:
-                if last > 1 and self._ranges_waiting(key) < last:
+                if last > 1 and len(self._waiting.get(key, ())) < last:
                     await self._gather(key, last, min(self._max_gather_s, last_s / 4))
                 if not self._waiting.get(key):
                     break
                 live = [(r, f) for r, f in self._take(key) if not f.done()]  # a request given up on
-                last = min(sum(len(r) for r, _ in live), self._max)
+                last = len(live)
                 if not live:
                     continue
                 started = loop.time()
                 try:
                     ranges = [r for rs, _ in live for r in rs]
                     self.queries += 1
-                    body = await self._run(key, sql, parameters, fmt, ranges)
+                    body = await self._run(key, sql, {**parameters, **range_parameters(ranges)}, fmt)
                     per = split_answer(body, [len(rs) for rs, _ in live])
                 except Exception as e:  # noqa: BLE001 - handed to every request of the batch
                     last = 0  # no waiting for more after a failure
@@ -167,9 +159,6 @@ class RangeBatcher:
                             f.set_exception(e)
                     continue
                 last_s = loop.time() - started
-                # the next query waits for this one's ranges to come back, besides those now waiting:
-                # else two groups that arrived apart keep alternating, never merged (decision 0124)
-                last = min(last + self._ranges_waiting(key), self._max)
                 for (_, f), lines in zip(live, per):
                     if not f.done():
                         f.set_result(lines)
