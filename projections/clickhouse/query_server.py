@@ -11,10 +11,7 @@ docs/decisions/0067-warehouse-concurrent-raw-reads.md), and announces its URL an
 ``POST /sql`` with ``{"sql": "...", "parameters": {...}}`` answers ``{"columns", "types", "rows"}``
 or, when ClickHouse refuses the query, status 400 with ``{"error", "code"}``. With ``"format":
 "JSONEachRow"`` (or another of ``RAW_FORMATS``) the answer is the engine's own output in that
-format, passed through as bytes without decoding it into Python values. With ``"ranges": [[from_us,
-to_us, bucket_us], ...]`` as well, the SQL is a range query (``range_batch``): requests of the same
-SQL, format and parameters that arrive together run as one engine query, whichever process sent
-them, and each gets its own lines (decision 0124).
+format, passed through as bytes without decoding it into Python values.
 
 Control (docs/decisions/0065-warehouse-rebuild-in-the-owner.md): ``POST /rebuild`` starts a
 blue/green rebuild of the warehouse inside this process (202; 409 while one runs); ``GET /rebuild``
@@ -35,7 +32,6 @@ from aiohttp import web
 
 from projections.clickhouse.errors import QueryError
 from projections.clickhouse.query import QueryResult
-from projections.clickhouse.range_batch import RangeBatcher, parse_ranges
 from projections.clickhouse.warehouse import _client, _driver_error
 
 if TYPE_CHECKING:
@@ -72,12 +68,6 @@ class QueryServer:
         for r in self._all_readers:
             self._readers.put_nowait(r)
         self.url: str | None = None
-        self._batches = RangeBatcher(self._run_ranges)
-
-    @property
-    def batches(self) -> RangeBatcher:
-        """The range batcher (its ``queries`` and ``requests`` count what it did)."""
-        return self._batches
 
     async def start(self) -> None:
         app = web.Application()
@@ -98,8 +88,6 @@ class QueryServer:
         log.info("warehouse.sql_endpoint", url=self.url, announce=str(self._announce))
 
     async def close(self) -> None:
-        log.info("warehouse.sql_endpoint_closed", range_requests=self._batches.requests,
-                 range_queries=self._batches.queries)
         if self._rebuild is not None:
             await self._rebuild.close()
         if self._runner is not None:
@@ -143,8 +131,6 @@ class QueryServer:
             return web.json_response({"error": f"format must be one of {sorted(RAW_FORMATS)}", "code": None},
                                      status=400)
         database = str(body.get("database") or self._database)
-        if "ranges" in body:
-            return await self._ranges(body["ranges"], database, sql, parameters, fmt)
         reader = await self._readers.get()  # as many queries at a time as handles, besides the writer
         try:
             result = await asyncio.to_thread(self._run, reader, database, sql, parameters, fmt)
@@ -155,30 +141,6 @@ class QueryServer:
         if fmt is not None:
             return web.Response(body=result, content_type=RAW_FORMATS[fmt])
         return web.Response(text=result.to_json(), content_type="application/json")
-
-    async def _ranges(self, value: Any, database: str, sql: str, parameters: dict[str, Any],
-                      fmt: str | None) -> web.Response:
-        """A range query, batched with the same query's other requests (decision 0124)."""
-        if fmt is None:
-            return web.json_response({"error": "a range query needs a format", "code": None}, status=400)
-        try:
-            ranges = parse_ranges(value, 64)
-        except ValueError as e:
-            return web.json_response({"error": str(e), "code": None}, status=400)
-        key = RangeBatcher.key(database, sql, parameters, fmt)
-        try:
-            result = await self._batches.answer(key, sql, parameters, fmt, ranges)
-        except QueryError as e:
-            return web.json_response({"error": str(e), "code": e.code}, status=400)
-        return web.Response(body=result, content_type=RAW_FORMATS[fmt])
-
-    async def _run_ranges(self, key: Any, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
-        database = key[0]  # RangeBatcher.key: (database, sql, fmt, parameters)
-        reader = await self._readers.get()
-        try:
-            return await asyncio.to_thread(self._run, reader, database, sql, parameters, fmt)
-        finally:
-            self._readers.put_nowait(reader)
 
     async def _start_rebuild(self, request: web.Request) -> web.Response:
         assert self._rebuild is not None

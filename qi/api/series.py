@@ -1,11 +1,11 @@
-"""The sensor series query: many ranges of one sensor in one warehouse query.
+"""Sensor series requests of one sensor that arrive together become one warehouse query.
 
 The engine spends most of a series query analysing and planning it (~14 of ~20 ms for a day of
-one sensor), not reading rows, so requests for a sensor that arrive together go as one query, the
-ranges as an array (``BATCH_SQL``, a range query of ``projections.clickhouse.range_batch``, which
-gathers them: in the chDB owner for every API process, decision 0124), each request's buckets
-computed exactly as ``routers.sensors.SERIES_SQL`` computes them for its range alone. Nothing is
-cached: every request is answered by a query that started after it arrived (decision 0068).
+one sensor), not reading rows, so while a query for a sensor is in flight, later requests for that
+sensor wait and then go together: one query, the ranges as an array (``BATCH_SQL``), each
+request's buckets computed exactly as ``routers.sensors.SERIES_SQL`` computes them for its range
+alone. Nothing is cached: every request is answered by a query that started after it arrived
+(decision 0068).
 
 The engine writes each range's whole ``points`` array as JSON text (one line per range, in
 ``BATCH_FORMAT``), so the API splits the answer into ranges and puts each array into its document
@@ -13,6 +13,11 @@ as bytes, without reading a point into Python (decision 0121).
 """
 
 from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 from qi.api.errors import Unavailable
 
@@ -86,8 +91,10 @@ GROUP BY k
 ORDER BY k
 """
 
+Range = tuple[int, int, int]  # from_us, to_us, bucket_us
 #: a range's answer: (downsampled, the JSON text of its points array)
 Points = tuple[bool, bytes]
+RunQuery = Callable[[str, dict[str, Any], str], Awaitable[bytes]]
 _NONE: Points = (False, b"[]")
 
 
@@ -111,3 +118,93 @@ def split_batch(body: bytes, ranges: int) -> list[Points]:
                 f"the warehouse answered a series line in an unexpected form: {line[:80]!r}") from None
         per[i] = (flag == b"t", points)
     return per
+
+
+class SeriesBatcher:
+    """``points(twin, sensor, range)``: the range's (downsampled, points JSON). Requests for a sensor
+    that arrive while its query runs go together in the next one (at most ``max_ranges`` per query).
+
+    After a batch of several, the next query waits for as many requests as that batch had, for at
+    most a quarter of the last query's time (and ``max_gather_s``): its clients ask again as soon as
+    they have their answers, and without the wait the first of them would go alone, the rest
+    queueing behind it (decision 0123). An idle sensor's first request starts its query at once."""
+
+    def __init__(self, run: RunQuery, *, max_ranges: int = 64, max_gather_s: float = 0.05) -> None:
+        self._run = run
+        self._max = max_ranges
+        self._max_gather_s = max_gather_s
+        self._waiting: dict[tuple[str, str], list[tuple[Range, asyncio.Future]]] = defaultdict(list)
+        self._arrived: dict[tuple[str, str], asyncio.Event] = {}
+        self._draining: set[tuple[str, str]] = set()
+        self.queries = 0
+
+    async def points(self, twin: str, sensor: str, rng: Range) -> Points:
+        fut: asyncio.Future = asyncio.get_running_loop().create_future()
+        key = (twin, sensor)
+        self._waiting[key].append((rng, fut))
+        if key not in self._draining:
+            self._draining.add(key)
+            asyncio.get_running_loop().create_task(self._drain(key))
+        else:
+            arrived = self._arrived.get(key)
+            if arrived is not None:
+                arrived.set()
+        return await fut
+
+    async def _gather(self, key: tuple[str, str], want: int, wait_s: float) -> None:
+        """Wait until ``want`` requests of ``key`` wait, or ``wait_s`` has passed."""
+        loop = asyncio.get_running_loop()
+        until = loop.time() + wait_s
+        arrived = self._arrived[key] = asyncio.Event()
+        try:
+            while len(self._waiting.get(key, ())) < want and (left := until - loop.time()) > 0:
+                arrived.clear()
+                try:
+                    await asyncio.wait_for(arrived.wait(), left)
+                except TimeoutError:
+                    break
+        finally:
+            self._arrived.pop(key, None)
+
+    async def _drain(self, key: tuple[str, str]) -> None:
+        last, last_s = 0, 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while True:
+                if last > 1 and len(self._waiting.get(key, ())) < min(last, self._max):
+                    await self._gather(key, min(last, self._max), min(self._max_gather_s, last_s / 4))
+                if not self._waiting.get(key):
+                    break
+                batch = self._waiting[key][:self._max]
+                del self._waiting[key][:self._max]
+                live = [(r, f) for r, f in batch if not f.done()]  # a request given up on
+                last = len(live)
+                if not live:
+                    continue
+                started = loop.time()
+                try:
+                    per = await self._query(key, [r for r, _ in live])
+                except Exception as e:  # noqa: BLE001 - handed to every request of the batch
+                    last = 0  # no waiting for more after a failure
+                    for _, f in live:
+                        if not f.done():
+                            f.set_exception(e)
+                    continue
+                last_s = loop.time() - started
+                for k, (_, f) in enumerate(live):
+                    if not f.done():
+                        f.set_result(per[k])
+        finally:
+            self._draining.discard(key)
+            if not self._waiting.get(key):
+                self._waiting.pop(key, None)
+
+    async def _query(self, key: tuple[str, str], ranges: list[Range]) -> list[Points]:
+        twin, sensor = key
+        params = {"twin": twin, "sensor": sensor, "lo_us": min(f for f, _, _ in ranges),
+                  "hi_us": max(t for _, t, _ in ranges),
+                  # integers only, formatted here: ClickHouse's text form of the array parameter
+                  "ranges": "[" + ",".join(f"({k},{int(f)},{int(t)},{int(b)})"
+                                           for k, (f, t, b) in enumerate(ranges)) + "]"}
+        self.queries += 1
+        return split_batch(await self._run(BATCH_SQL, params, BATCH_FORMAT), len(ranges))

@@ -15,7 +15,7 @@ from qi.api.deps import settings, sources
 from qi.api.errors import COMMON, BadRequest
 from qi.api.models import Reading, ReadingSeries, Score, SensorLatest
 from qi.api.routers.params import SensorId, TwinId
-from qi.api.series import BATCH_FORMAT, BATCH_SQL, POINT_COLUMNS, SERIES_FORMAT, ZERO_UUID, split_batch
+from qi.api.series import POINT_COLUMNS, SERIES_FORMAT, ZERO_UUID, SeriesBatcher
 from qi.api.sources.container import ApiSources
 from qi.config import ApiSettings
 
@@ -96,11 +96,12 @@ async def readings(
     bucket_us = max(1, math.ceil((t_us - f_us) / points_max))
     key = (twin_id, sensor_id, f_us, t_us, bucket_us)
 
+    batcher = getattr(request.app.state, "series", None)
+    if batcher is None:  # one per app (per process): requests of a sensor that arrive together share a query
+        batcher = request.app.state.series = SeriesBatcher(src.warehouse.query_raw)
+
     async def make() -> bytes:
-        # requests of a sensor that arrive together share a query, across API processes (decision 0124)
-        answer = await src.warehouse.query_ranges(BATCH_SQL, {"twin": twin_id, "sensor": sensor_id}, BATCH_FORMAT,
-                                                  [(f_us, t_us, bucket_us)])
-        downsampled, points = split_batch(answer, 1)[0]
+        downsampled, points = await batcher.points(twin_id, sensor_id, (f_us, t_us, bucket_us))
         return series_json(twin_id, sensor_id, from_, to, bucket_us, downsampled, points)
 
     # viewers of the same chart share one query and one serialisation (decision 0112)

@@ -21,7 +21,6 @@ import orjson
 
 from projections.clickhouse.errors import WarehouseError
 from projections.clickhouse.query import find_endpoint
-from projections.clickhouse.range_batch import Range, RangeBatcher
 from projections.clickhouse.warehouse import _client, _driver_error, is_embedded
 from qi.api.errors import Unavailable
 
@@ -49,12 +48,10 @@ class WarehouseReader:
         self._client = None
         self._lock = asyncio.Lock()
         self._url: tuple[float, str | None] = (0.0, None)
-        #: range queries of a server DSN, batched here (with chDB the owner batches; decision 0124)
-        self._batches = RangeBatcher(lambda _key, sql, parameters, fmt: self._raw_direct(sql, parameters, fmt))
 
     async def start(self) -> None:
         self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=self._timeout),
-                                           connector=aiohttp.TCPConnector(limit=128), json_serialize=_json)
+                                           connector=aiohttp.TCPConnector(limit=8), json_serialize=_json)
 
     async def close(self) -> None:
         if self._http is not None:
@@ -110,19 +107,6 @@ class WarehouseReader:
         Python values on the way (decision 0067)."""
         if is_embedded(self._dsn):
             return await self._post({"sql": sql, "parameters": parameters, "format": fmt})
-        return await asyncio.to_thread(self._direct, lambda c: c.raw_query(sql, parameters=parameters, fmt=fmt))
-
-    async def query_ranges(self, sql: str, parameters: dict[str, Any], fmt: str, ranges: list[Range]) -> bytes:
-        """A range query (``projections.clickhouse.range_batch``) for ``ranges``: its lines, indexes from
-        0. Requests of the same query that arrive together share one engine query: in the chDB owner
-        for every API process (each range is sent on its own), here with a server DSN (decision 0124)."""
-        if is_embedded(self._dsn):
-            return await self._post({"sql": sql, "parameters": parameters, "format": fmt,
-                                     "ranges": [list(r) for r in ranges]})
-        return await self._batches.answer(RangeBatcher.key(self.database, sql, parameters, fmt), sql, parameters,
-                                          fmt, ranges)
-
-    async def _raw_direct(self, sql: str, parameters: dict[str, Any], fmt: str) -> bytes:
         return await asyncio.to_thread(self._direct, lambda c: c.raw_query(sql, parameters=parameters, fmt=fmt))
 
     def _direct(self, call: Callable[[Any], T]) -> T:
