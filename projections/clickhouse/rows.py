@@ -157,33 +157,47 @@ def _str(v: Any) -> str:
 
 def add_event(tables: dict[str, Columns], topic: str, partition: int, offset: int, key: bytes | None,
               event_type: str, schema_id: int, r: dict[str, Any]) -> None:
-    """Append one event's rows to ``tables``."""
-    event_id = str(r["event_id"])
-    occurred = micros(r["occurred_at"])
-    recorded = micros(r["recorded_at"])
-    twin_id = r.get("twin_id")
+    """Append one event's rows to ``tables``.
+
+    Hot path (one call per event): a plain decode already holds ids as str and times as int
+    micros, so those are taken as they are and converted only when not (docs/decisions/0056).
+    """
+    get = r.get
+    event_id = r["event_id"]
+    if event_id.__class__ is not str:
+        event_id = str(event_id)
+    occurred = r["occurred_at"]
+    if occurred.__class__ is not int:
+        occurred = micros(occurred)
+    recorded = r["recorded_at"]
+    if recorded.__class__ is not int:
+        recorded = micros(recorded)
+    twin_id = get("twin_id")
     if twin_id is None and event_type == "CertificateIssued":
         twin_id = r["administrative"]["item"]["twin_id"]
-    certificate_id = r.get("certificate_id")
-    aggregate_id = certificate_id or twin_id or r.get("issuer_id") or r.get("log_id") or ""
-    tables["events"].append((
-        event_id, event_type, occurred, recorded, r["source"], r.get("correlation_id"), r.get("causation_id"),
-        aggregate_id, _str(twin_id), _str(r.get("sensor_id")), _str(certificate_id),
-        key or b"", topic, partition, offset, schema_id, payload(r),
+    certificate_id = get("certificate_id")
+    sensor_id = get("sensor_id")
+    aggregate_id = certificate_id or twin_id or get("issuer_id") or get("log_id") or ""
+    tables["events"].rows.append((
+        event_id, event_type, occurred, recorded, r["source"], get("correlation_id"), get("causation_id"),
+        aggregate_id, "" if twin_id is None else str(twin_id), "" if sensor_id is None else str(sensor_id),
+        "" if certificate_id is None else str(certificate_id),
+        key or b"", topic, partition, offset, schema_id, orjson.dumps(r, default=_default),
     ))
     if event_type == "SensorReading":
-        tables["readings"].append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],
-                                   r["unit"], recorded, r["source"]))
+        tables["readings"].rows.append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],
+                                        r["unit"], recorded, r["source"]))
     elif event_type == "AnomalyScored":
-        tables["scores"].append((twin_id, r["sensor_id"], occurred, event_id, str(r["reading_event_id"]),
-                                 r["value"], r["score"], r["is_anomaly"], r["model_name"], r["model_version"],
-                                 recorded))
+        tables["scores"].rows.append((twin_id, r["sensor_id"], occurred, event_id, str(r["reading_event_id"]),
+                                      r["value"], r["score"], r["is_anomaly"], r["model_name"],
+                                      r["model_version"], recorded))
     elif event_type == "AnomalyDetected":
-        tables["alerts"].append((twin_id, r["sensor_id"], occurred, event_id, r["state"], r["score"],
-                                 r["threshold"], str(r["reading_event_id"]), r["model_name"], r["model_version"],
-                                 recorded))
+        tables["alerts"].rows.append((twin_id, r["sensor_id"], occurred, event_id, r["state"], r["score"],
+                                      r["threshold"], str(r["reading_event_id"]), r["model_name"],
+                                      r["model_version"], recorded))
     elif event_type in CERTIFICATE_EVENTS:
-        tables["certificate_history"].append(_certificate_row(event_type, event_id, occurred, _str(twin_id), r))
+        tables["certificate_history"].rows.append(
+            _certificate_row(event_type, event_id, occurred, _str(twin_id), r))
 
 
 def _certificate_row(event_type: str, event_id: str, occurred: int, twin_id: str,
@@ -208,9 +222,17 @@ def _certificate_row(event_type: str, event_id: str, occurred: int, twin_id: str
 
 
 def batch_of(records: Iterable[Any]) -> WarehouseBatch:
-    """A batch from consumed records (``events.reader.ConsumedRecord`` with ``decoded`` set)."""
+    """A batch from consumed records (``events.reader.ConsumedRecord`` with ``decoded`` set).
+
+    Same result as ``WarehouseBatch.add`` per record, with the positions kept in locals."""
     b = WarehouseBatch()
+    tables, first, positions = b.tables, b._first, b.positions
     for rec in records:
         d = rec.decoded
-        b.add(rec.topic, rec.partition, rec.offset, rec.key, d.event_type, d.schema_id, d.record)
+        tp, offset = (rec.topic, rec.partition), rec.offset
+        if tp not in first:
+            first[tp] = offset
+        if offset + 1 > positions.get(tp, -1):
+            positions[tp] = offset + 1
+        add_event(tables, rec.topic, rec.partition, offset, rec.key, d.event_type, d.schema_id, d.record)
     return b
