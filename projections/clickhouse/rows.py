@@ -182,7 +182,7 @@ def add_event(tables: dict[str, Columns], topic: str, partition: int, offset: in
         event_id, event_type, occurred, recorded, r["source"], get("correlation_id"), get("causation_id"),
         aggregate_id, "" if twin_id is None else str(twin_id), "" if sensor_id is None else str(sensor_id),
         "" if certificate_id is None else str(certificate_id),
-        key or b"", topic, partition, offset, schema_id, orjson.dumps(r, default=_default),
+        key or b"", topic, partition, offset, schema_id, payload(r),
     ))
     if event_type == "SensorReading":
         tables["readings"].rows.append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],
