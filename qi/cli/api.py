@@ -6,13 +6,13 @@ import json
 import os
 import re
 import signal
-import socket
 import sys
 
 import click
 import structlog
 
 from qi.api.auth import Role, TokenKeyError
+from qi.api.processes import ApiProcesses, listening_socket, reuse_port_sockets
 from qi.cli._common import USER_ERRORS, fail
 from qi.platform import Platform
 
@@ -42,18 +42,14 @@ def api(platform: Platform, host: str | None, port: int | None, workers: int | N
         app = platform.api_app() if workers == 1 else None
     except (*USER_ERRORS, TokenKeyError) as e:
         fail(str(e))
-    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    # uvicorn writes a response's head and body in two writes; with Nagle on, the body waits for the
-    # head's ACK (a delayed ACK: up to 40 ms). Accepted sockets inherit this on Linux; uvicorn's
-    # workers (`fd=`) would not set it themselves, they take the fd for a Unix socket (decision 0120).
-    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        sock.bind((host, port))
+        # one process: one socket; several: one SO_REUSEPORT socket each, so the kernel spreads the
+        # connections evenly over them (decision 0128)
+        socks = ([listening_socket(host, port, reuse_port=False)] if workers == 1
+                 else reuse_port_sockets(host, port, workers))
     except OSError as e:
         fail(f"cannot listen on {host}:{port}: {e.strerror or e}")
-    sock.listen(2048)
-    sock.set_inheritable(True)
+    sock = socks[0]
     bound = sock.getsockname()[1]
     url = f"http://{host}:{bound}"
     instance = platform.settings.runner.instance or "api"
@@ -90,8 +86,7 @@ def api(platform: Platform, host: str | None, port: int | None, workers: int | N
             Server(config).run(sockets=[sock])
         else:
             announce_url()
-            uvicorn.run("qi.api.main:app_from_env", factory=True, fd=sock.fileno(), workers=workers,
-                        log_config=None, access_log=False, timeout_graceful_shutdown=10)
+            ApiProcesses(socks, "qi.api.main:app_from_env", grace_s=10).run()
     finally:
         unannounce()
 
