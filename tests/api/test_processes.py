@@ -4,6 +4,7 @@ socket; SIGTERM stops them all, and none outlives a parent killed by pid."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -75,28 +76,34 @@ def _socket_inodes(pid: int) -> set[str]:
 def served():
     proc = subprocess.Popen([sys.executable, "-c", SERVE], cwd=ROOT, stdout=subprocess.PIPE, text=True,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
+    seen: set[int] = set()
     try:
         port = int(proc.stdout.readline())
-        yield proc, port
+        yield proc, port, seen
     finally:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            seen.update(c.pid for c in psutil.Process(proc.pid).children(recursive=True))
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        for child in psutil.Process().children(recursive=True):
-            child.kill()
+        for pid in seen:  # only this server's processes (the session's workers are children of pytest too)
+            with contextlib.suppress(psutil.NoSuchProcess):
+                psutil.Process(pid).kill()
 
 
-def _children(proc) -> list[int]:
+def _children(proc, seen: set[int]) -> list[int]:
     try:
-        return [c.pid for c in psutil.Process(proc.pid).children() if c.status() != psutil.STATUS_ZOMBIE
+        kids = [c.pid for c in psutil.Process(proc.pid).children() if c.status() != psutil.STATUS_ZOMBIE
                 and "spawn_main" in " ".join(c.cmdline())]
     except psutil.NoSuchProcess:
         return []
+    seen.update(kids)
+    return kids
 
 
 def test_each_process_accepts_on_its_own_socket_and_connections_spread_over_them(served) -> None:
-    proc, port = served
-    kids = _until("two API processes", lambda: len(_children(proc)) == 2 and _children(proc))
+    proc, port, seen = served
+    kids = _until("two API processes", lambda: len(_children(proc, seen)) == 2 and _children(proc, seen))
     _until("both answering", lambda: {_ask(port) for _ in range(20)} == set(kids))
     listening = _listening_inodes(port)
     assert len(listening) == 2  # two sockets in the SO_REUSEPORT group, not one shared
@@ -110,11 +117,11 @@ def test_each_process_accepts_on_its_own_socket_and_connections_spread_over_them
 
 
 def test_a_dead_process_is_started_again_on_its_socket_and_sigterm_stops_all(served) -> None:
-    proc, port = served
-    kids = _until("two API processes", lambda: len(_children(proc)) == 2 and _children(proc))
+    proc, port, seen = served
+    kids = _until("two API processes", lambda: len(_children(proc, seen)) == 2 and _children(proc, seen))
     os.kill(kids[0], signal.SIGKILL)
     again = _until("a new process in its place",
-                   lambda: (k := _children(proc)) and len(k) == 2 and kids[0] not in k and k)
+                   lambda: (k := _children(proc, seen)) and len(k) == 2 and kids[0] not in k and k)
     _until("the new one answering", lambda: {_ask(port) for _ in range(40)} == set(again))
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(15) == 0
@@ -123,8 +130,8 @@ def test_a_dead_process_is_started_again_on_its_socket_and_sigterm_stops_all(ser
 
 
 def test_no_process_outlives_a_parent_killed_by_pid(served) -> None:
-    proc, port = served
-    kids = _until("two API processes", lambda: len(_children(proc)) == 2 and _children(proc))
+    proc, port, seen = served
+    kids = _until("two API processes", lambda: len(_children(proc, seen)) == 2 and _children(proc, seen))
     proc.kill()  # at once: a child still starting, before its parent-death signal is set, ends too
     proc.wait(10)
 
