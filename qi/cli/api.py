@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -42,6 +43,9 @@ def api(platform: Platform, host: str | None, port: int | None, workers: int | N
         app = platform.api_app() if workers == 1 else None
     except (*USER_ERRORS, TokenKeyError) as e:
         fail(str(e))
+    # a warm spare (decision 0074) waits here, its imports and app made, before it takes the port
+    # or announces a URL: without the gate it served as a second API and took over the announce file
+    asyncio.run(platform.standby_gate())
     try:
         # one process: one socket; several: one SO_REUSEPORT socket each, so the kernel spreads the
         # connections evenly over them (decision 0128)

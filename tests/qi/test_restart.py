@@ -93,3 +93,36 @@ def test_a_killed_worker_is_ready_again_within_the_bound(fleet_env):
     # the promoted processes do the work: a reading published now is scored and projected
     _publish_and_read(env, run_dir, "after")
     probe.wait_ready(run_dir, list(WORKERS), timeout_s=120, caught_up=True)
+
+
+@pytest.mark.timeout(600)
+def test_the_apis_warm_spare_waits_unannounced_and_takes_over(tmp_path):
+    """The API's spare waits at its gate like every worker's: it neither listens nor announces a URL
+    until promoted (it used to serve as a second API and take over health/api.json)."""
+    import httpx
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QI_")}
+    others = {w: 0 for w in ("validate", "score", "project-postgres", "project-redis", "project-clickhouse",
+                             "audit", "bridge")}
+    env.update({"QI_STACK_RUN_DIR": str(tmp_path / "run"), "QI_LOG_FORMAT": "json",
+                "QI_STACK_LOG_STORAGE": "memory", "QI_FLEET_INSTANCES": json.dumps(others)})
+    run_dir = tmp_path / "run"
+    try:
+        up = qi(env, "up", "--wait", "120")
+        assert up.returncode == 0, up.stdout + up.stderr
+        probe.wait_ready(run_dir, ["api"], timeout_s=300)
+        spare = probe.wait_spares(run_dir, ["api"], timeout_s=300)["api"]
+        primary = load_state(run_dir).instances["api"].pid
+        announced = json.loads((run_dir / "health" / "api.json").read_text())
+        assert announced["pid"] == primary != spare
+        log = Path(load_state(run_dir).instances["api"].log).read_text()
+        assert sum('"api.listening"' in line for line in log.splitlines()) == 1  # the spare did not serve
+        os.kill(primary, signal.SIGKILL)
+        took = probe.wait_restarted(run_dir, "api", primary, timeout_s=120)
+        assert took < READY_BOUND_S, f"api ready again only after {took:.1f} s"
+        assert load_state(run_dir).instances["api"].pid == spare
+        announced = json.loads((run_dir / "health" / "api.json").read_text())
+        assert announced["pid"] == spare
+        assert httpx.get(announced["url"] + "/live", timeout=10).status_code == 200
+    finally:
+        qi(env, "down", "--purge", timeout=180)
