@@ -275,9 +275,9 @@ class Platform:
         await ensure_topics(self.endpoints().kafka, self.validation_topology().internal_topics(),
                             replication_factor=k.replication_factor)
 
-    def validation_app(self, serde: Serde, *, instance: str | None = None):  # -> faust.App
-        """The certificate-validation faust app for one worker process; with ``instance``, it also
-        serves /health /ready /live /metrics (announced in the run dir for `qi ps`)."""
+    def validation_app(self, serde: Serde, *, instance: str | None = None):  # -> streams.validation.app.ValidationApp
+        """The certificate-validation faust app for one worker process and its fact replica; with
+        ``instance``, it also serves /health /ready /live /metrics (announced in the run dir for `qi ps`)."""
         from streams.validation.app import build_app
 
         topo = self.validation_topology()

@@ -32,7 +32,10 @@ def validate(platform: Platform) -> None:
         fail(str(e))
     instance = platform.settings.runner.instance or f"validate-{os.getpid()}"
     structlog.contextvars.bind_contextvars(worker="validate", instance=instance)
-    app = platform.validation_app(serde, instance=instance)
+    built = platform.validation_app(serde, instance=instance)
+    app = built.app
+    if platform.settings.runner.standby:
+        loop.run_until_complete(_prefetch_facts(built.facts))
     loop.run_until_complete(platform.standby_gate())  # a warm spare waits here (decision 0074)
     loop.run_until_complete(_evict_predecessor(platform))
     worker = faust.Worker(app, loop=loop, loglevel=platform.settings.log.level.upper(), redirect_stdouts=False, override_logging=False,
@@ -42,6 +45,16 @@ def validate(platform: Platform) -> None:
         worker.execute_from_commandline()
     finally:  # the announcement must not outlive the process (qi ps would ask a dead port)
         (platform.stack.run_dir / "health" / f"{instance}.json").unlink(missing_ok=True)
+
+
+async def _prefetch_facts(facts) -> None:
+    """A warm spare reads the issuers, twins and certificate index before it waits: promoted, it
+    reads only what arrived meanwhile (decision 0077). A failure here costs only that head start."""
+    try:
+        await facts.prefetch()
+    except Exception as e:  # noqa: BLE001 - the promoted worker's own start retries and reports it
+        structlog.get_logger(__name__).warning("validation.prefetch_failed", error=str(e))
+        await facts.close()
 
 
 async def _evict_predecessor(platform: Platform) -> None:

@@ -106,10 +106,18 @@ def _consumed(msg: Any) -> ConsumedRecord:
                           msg.key, msg.value if msg.value is not None else b"", None, None)
 
 
+@dataclass(frozen=True)
+class ValidationApp:
+    """The worker's faust app and the replica of the facts it judges by: a warm spare reads the
+    facts (``facts.prefetch()``) before it waits for its promotion (docs/decisions/0077)."""
+    app: faust.App
+    facts: FactReplica
+
+
 def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: ValidationTopology,
               settings: ValidationSettings, data_dir: Path, health_server: Any = None,
-              ready_max_lag: int = 1000, member_file: MemberFile | None = None) -> faust.App:
-    """A fresh faust app for one worker process (no module-level app).
+              ready_max_lag: int = 1000, member_file: MemberFile | None = None) -> ValidationApp:
+    """A fresh faust app for one worker process (no module-level app), with its fact replica.
 
     ``health_server(health_fn, registries)`` (optional) returns a started-later
     :class:`~streams.health.HealthServer`; it is served on the app's loop with the
@@ -317,7 +325,9 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         if member_file is not None and member is not None:
             member_file.save(*member)
 
-    @app.timer(interval=2.0)
+    # /ready waits for the first lag figure of every certificate partition, and faust starts timers
+    # only after table recovery: every 2 s made a promoted spare wait ~2 s more for it (0077)
+    @app.timer(interval=0.5)
     async def refresh_lag() -> None:
         """Records between what this worker processed and the log end, per assigned input partition."""
         try:
@@ -358,4 +368,4 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
         @app.task
         async def serve_health() -> None:
             await server.start()
-    return app
+    return ValidationApp(app, replica)

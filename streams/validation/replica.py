@@ -62,14 +62,18 @@ class FactReplica:
         self.client_id = client_id
         self.ready = asyncio.Event()
         self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
 
     def bind(self, judge: Judge) -> None:
         self._judge = judge
 
-    async def start(self) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None,
-                                          enable_auto_commit=False, auto_offset_reset="earliest",
-                                          client_id=f"{self.client_id}-facts")
+    def _new_consumer(self, suffix: str) -> AIOKafkaConsumer:
+        return AIOKafkaConsumer(bootstrap_servers=self.bootstrap, group_id=None, enable_auto_commit=False,
+                                auto_offset_reset="earliest", client_id=f"{self.client_id}-{suffix}")
+
+    async def _open(self) -> dict[TopicPartition, int]:
+        """The consumer, assigned every partition and at the beginning; the log ends seen now."""
+        self._consumer = self._new_consumer("facts")
         await self._consumer.start()
         tps = []
         for topic in (self.issuers_topic, self.twins_topic, self.index_topic):
@@ -79,10 +83,34 @@ class FactReplica:
                 parts = self._consumer.partitions_for_topic(topic) or set()
             tps += [TopicPartition(topic, p) for p in sorted(parts)]
         self._consumer.assign(tps)
+        self._tps = tps
         ends = await log_end_offsets(self._consumer, tps)  # Tansu's ListOffsets is low (decision 0004)
         await self._consumer.seek_to_beginning(*tps)
+        return ends
+
+    async def _ends_now(self) -> dict[TopicPartition, int]:
+        """The log ends seen now, from a consumer of their own: ``log_end_offsets`` moves positions
+        and keeps the high watermarks its consumer already knew (stale for one that has read)."""
+        probe = self._new_consumer("facts-ends")
+        await probe.start()
+        try:
+            probe.assign(self._tps)
+            return await log_end_offsets(probe, self._tps)
+        finally:
+            await probe.stop()
+
+    async def prefetch(self) -> None:
+        """Read the facts up to the log end seen now, without becoming ready: a warm spare does this
+        before it waits for its promotion, so that after it only what arrived meanwhile is left to
+        read (:meth:`start`; docs/decisions/0077)."""
+        ends = await self._open() if self._consumer is None else await self._ends_now()
         while await self._behind(ends):
             await self._fetch()
+
+    async def start(self) -> None:
+        """Ready once the views reached the log end seen now: from the beginning, or from where a
+        :meth:`prefetch` left them."""
+        await self.prefetch()
         self.ready.set()
         log.info("validation.facts_ready", issuers=len(self.issuers), twins=len(self.twins), index=len(self.index))
 
@@ -99,7 +127,8 @@ class FactReplica:
 
     async def close(self) -> None:
         if self._consumer is not None:
-            await self._consumer.stop()
+            consumer, self._consumer = self._consumer, None
+            await consumer.stop()
 
     async def _fetch(self) -> None:
         assert self._consumer is not None and self._judge is not None
