@@ -155,7 +155,8 @@ class AuditProcessor(Processor):
         gc_was_on = gc.isenabled()
         gc.disable()  # prepare allocates ~5 objects per leaf, all kept: collections mid-batch only re-scan them
         try:
-            prepared = self.writer.prepare(records)
+            # envelope-decoded: every event id is None or a checked UUID string
+            prepared = self.writer.prepare(records, ids_checked=self.decode == "envelope")
         except Exception:
             self._replay = list(records)  # never lose a kept record: a gap would be skipped for good
             raise
