@@ -86,9 +86,9 @@ def run(args: argparse.Namespace) -> dict:
         prof.enable()
     leaves = 0
     for b in todo:
-        p = w.prepare(b, now=_NOW)
+        p = w.prepare(b, now=_NOW, ids_checked=True)  # envelope-decoded, as the worker's
         c = p.commit
-        text = entries_copy_text(w.log_id, c.entries, c.appended_at)
+        text = entries_copy_text(w.log_id, c.entries, c.appended_at) if c.copy_text is None else c.copy_text
         leaves += len(c.entries)
         if args.digest:
             digest.update(repr((c.expected_size, c.tree_size, c.compact, sorted(c.tiles.items()), list(c.entries),

@@ -39,14 +39,16 @@ class CompactRange:
         hashes.append(h)
         self.size = index + 1
 
-    def extend(self, leaves: list[bytes], completed: list[tuple[int, int, bytes]]) -> None:
-        """``append`` for many leaves (the writer's hot loop): the same hashes and ``completed``."""
+    def extend(self, leaves: list[bytes], completed: list[tuple[int, int, bytes]], *, note_leaves: bool = True) -> None:
+        """``append`` for many leaves (the writer's hot loop): the same hashes and ``completed``
+        (without the leaves themselves if not ``note_leaves``: the writer's tiles take those in bulk)."""
         hashes, pop, push, sha, join, prefix = self.hashes, self.hashes.pop, self.hashes.append, _sha256, \
             b"".join, NODE_PREFIX
         note = completed.append
         index = self.size
         for leaf in leaves:
-            note((0, index, leaf))
+            if note_leaves:
+                note((0, index, leaf))
             h, n, level = leaf, index, 0
             while n & 1:
                 h = sha(join((prefix, pop(), h))).digest()

@@ -37,6 +37,12 @@ from streams.processor import BatchResult, Processor
 
 log = structlog.get_logger(__name__)
 
+#: The collector's third threshold while the worker runs (decision 0145): a full collection after this
+#: many young-generation-1 collections, not after 10. Each batch leaves ~100,000 tracked objects alive
+#: for a while (the pipeline holds ~3 batches), so the default made one full collection per batch, each
+#: walking every live batch object and finding almost nothing (11 per 200,000 leaves, ~0.65 s).
+FULL_COLLECTION_EVERY = 100
+
 
 @dataclass
 class _InFlight:
@@ -67,6 +73,7 @@ class AuditProcessor(Processor):
         self._failed: list[_InFlight] = []  # batches not committed because of it, in order
         self._replay: list = []  # their records, for the next prepare
         self._stages: list[asyncio.Task] = []
+        self._gc_threshold: tuple[int, int, int] | None = None  # the collector's, restored at close
 
     def registries(self) -> list[CollectorRegistry]:
         return [self._registry]
@@ -85,6 +92,12 @@ class AuditProcessor(Processor):
         # out of the collector's sight, a full collection scans only what batches create (decision 0143)
         gc.collect()
         gc.freeze()
+        # full collections every FULL_COLLECTION_EVERY, not every 10, young collections: they only ever
+        # walk the batches in flight and find almost nothing there (decision 0145); cycles are still found
+        if self._gc_threshold is None:
+            self._gc_threshold = gc.get_threshold()
+            t0, t1, t2 = self._gc_threshold
+            gc.set_threshold(t0, t1, max(t2, FULL_COLLECTION_EVERY))
         log.info("audit.started", log_id=self.writer.log_id, tree_size=self.writer.tree_size)
 
     async def assigned(self, partitions: set[TopicPartition]) -> dict[TopicPartition, int]:
@@ -142,7 +155,8 @@ class AuditProcessor(Processor):
         gc_was_on = gc.isenabled()
         gc.disable()  # prepare allocates ~5 objects per leaf, all kept: collections mid-batch only re-scan them
         try:
-            prepared = self.writer.prepare(records)
+            # envelope-decoded: every event id is None or a checked UUID string
+            prepared = self.writer.prepare(records, ids_checked=self.decode == "envelope")
         except Exception:
             self._replay = list(records)  # never lose a kept record: a gap would be skipped for good
             raise
@@ -273,3 +287,6 @@ class AuditProcessor(Processor):
         await self._publisher.close()
         await self.writer.close()
         gc.unfreeze()  # a process that goes on (tests, the benchmark) collects them again
+        if self._gc_threshold is not None:
+            gc.set_threshold(*self._gc_threshold)
+            self._gc_threshold = None

@@ -108,6 +108,9 @@ class BatchCommit:
     appended_at: datetime | None = None  # of every entry; required when there are entries
     published_through: int | None = None  # acknowledgements of earlier batches, noted in the same write
     published_heads: list[int] = field(default_factory=list)
+    #: ``entries_copy_text(log_id, entries, appended_at)``, if the writer built it with the rows
+    #: (:class:`EntryCopyText`); else the store builds it
+    copy_text: str | None = None
 
 
 def _copy_text(s: str) -> str:
@@ -135,6 +138,32 @@ def entries_copy_text(log_id: str, rows: list[EntryRow], appended_at: datetime) 
         f"{head}{i}\t{e(t)}\t{p}\t{o}\t{eid or null}\t{e(et)}\t\\\\x{lh.hex()}{tail}"
         for i, t, p, o, eid, et, lh in rows
     ])
+
+
+class EntryCopyText:
+    r"""The parts of :func:`entries_copy_text`'s lines that are constant per batch and per partition,
+    for a writer that builds each line with its row (one pass over the batch, decision 0146)::
+
+        f"{head}{leaf_index}{mid}{source_offset}\t{event_id or NULL}\t{esc[event_type]}\t\\\\x{leaf_hash.hex()}{tail}"
+
+    with ``mid = topic_partition(topic, partition)`` and ``esc[t]`` from ``escaped(t)`` (cached in ``esc``);
+    the text is the same as ``entries_copy_text`` (tests/streams/audit/test_entry_codec.py)."""
+
+    NULL = "\\N"
+
+    def __init__(self, log_id: str, appended_at: datetime) -> None:
+        self.esc: dict[str | None, str] = {None: self.NULL}
+        self.head = self.escaped(log_id) + "\t"
+        self.tail = "\t" + appended_at.isoformat() + "\n"
+
+    def escaped(self, s: str | None) -> str:
+        v = self.esc.get(s)
+        if v is None:
+            v = self.esc[s] = _copy_text(s)  # type: ignore[arg-type]
+        return v
+
+    def topic_partition(self, topic: str, partition: int) -> str:
+        return f"\t{self.escaped(topic)}\t{partition}\t"
 
 
 class AuditStore:
@@ -268,7 +297,9 @@ class AuditStore:
                             "COPY {schema}.entries (log_id, leaf_index, source_topic, source_partition, "
                             "source_offset, source_event_id, source_event_type, leaf_hash, appended_at) "
                             "FROM STDIN")) as copy:
-                            await copy.write(entries_copy_text(self.log_id, batch.entries, batch.appended_at))
+                            text = batch.copy_text
+                            await copy.write(entries_copy_text(self.log_id, batch.entries, batch.appended_at)
+                                             if text is None else text)
                     for h in batch.heads:
                         await cur.execute(self._q(
                             "INSERT INTO {schema}.heads (log_id, tree_size, root, signatures, note, signed_at) "

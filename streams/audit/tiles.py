@@ -210,6 +210,20 @@ class TileBuilder:
             buf += h
             self._dirty.add(key)
 
+    def add_leaves(self, start: int, leaves: list[bytes]) -> None:
+        """``add`` of the leaves ``start, start + 1, ...`` (level 0), a tile's run of hashes at a time."""
+        i, n, join = 0, len(leaves), b"".join
+        while i < n:
+            index = start + i
+            key = (0, index >> TILE_HEIGHT)
+            take = min(n - i, TILE_WIDTH - index % TILE_WIDTH)
+            buf = self._tiles.setdefault(key, bytearray())
+            if len(buf) != (index % TILE_WIDTH) * 32:
+                raise ValueError(f"node 0/{index} out of order in tile {key}")
+            buf += join(leaves[i:i + take])
+            self._dirty.add(key)
+            i += take
+
     def take_dirty(self) -> dict[tuple[int, int], bytes]:
         """Tiles changed since the last call; full tiles are then forgotten (they never change)."""
         out = {k: bytes(self._tiles[k]) for k in self._dirty}

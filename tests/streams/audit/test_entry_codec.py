@@ -189,6 +189,53 @@ def test_compact_range_extend_is_append_leaf_by_leaf():
     b.extend(leaves[:300], cb)
     b.extend(leaves[300:], cb)
     assert (a.size, a.hashes, a.root()) == (b.size, b.hashes, b.root()) and ca == cb
+    c = CompactRange()
+    cc: list = []
+    c.extend(leaves[:300], cc, note_leaves=False)
+    c.extend(leaves[300:], cc, note_leaves=False)
+    assert (c.size, c.hashes) == (a.size, a.hashes) and cc == [n for n in ca if n[0]]  # all but the leaves
+
+
+def test_tiles_add_leaves_is_add_of_the_leaves():
+    from streams.audit.tiles import TileBuilder
+
+    leaves = [i.to_bytes(4, "big") * 8 for i in range(1000)]
+    a, b = TileBuilder(), TileBuilder()
+    for start, end in ((0, 3), (3, 256), (256, 700), (700, 1000)):
+        a.add([(0, i, leaves[i]) for i in range(start, end)])
+        b.add_leaves(start, leaves[start:end])
+        assert a.take_dirty() == b.take_dirty()
+    with pytest.raises(ValueError):
+        b.add_leaves(5, leaves[:1])  # not the next leaf
+
+
+def test_prepare_builds_the_copy_text_of_its_rows(catalog):
+    from events.models import SensorReading
+    from events.signing import HybridKeyPair
+    from streams.audit.compact import CompactRange
+    from streams.audit.store import entries_copy_text
+    from streams.audit.tiles import TileBuilder
+    from streams.audit.writer import AuditWriter
+    from tests.streams.audit.helpers import Rec
+
+    serde = Serde(catalog, BuiltinRegistry(catalog), TopicNames("p."))
+    asyncio.run(serde.prepare())
+    ev = [SensorReading(event_id=uuid.UUID(int=i), occurred_at=datetime(2026, 1, 1, tzinfo=UTC),
+                        recorded_at=datetime(2026, 1, 1, tzinfo=UTC), source="t", twin_id="tw", sensor_id="s",
+                        quantity="q", value=1.0, unit="u") for i in range(30)]
+    values = [serde.encode_event(e) for e in ev]
+    recs = [Rec("p.qi.readings.v1", i % 3, i // 3, b"k", v, serde.decode_envelope(v)) for i, v in enumerate(values)]
+    recs += [Rec("p.qi.t\\w\tx", 0, 0, None, b"v", None)]  # escaped topic, no decoded envelope
+    w = AuditWriter(None, HybridKeyPair.generate(key_id="t/1"), serde, TopicNames("p."),  # type: ignore[arg-type]
+                    log_id="t.local/c\tid", head_every_entries=1000, head_every_s=1e9)
+    w._encoder = w._entry_encoder()
+    at = datetime(2026, 3, 4, 5, 6, 7, 89, tzinfo=UTC)
+    for checked in (False, True):
+        w._set_tip(CompactRange(), TileBuilder(), {}, float("inf"))
+        p = w.prepare(recs[:-1] if checked else recs, now=at, ids_checked=checked)
+        c = p.commit
+        assert c.copy_text == entries_copy_text(w.log_id, c.entries, at)
+        assert sum(r[4] is not None for r in c.entries) == 30
 
 
 def test_prepare_takes_records_in_source_order_whatever_order_they_come_in(catalog):

@@ -4,12 +4,14 @@ event in it (from the stored tiles; a sample through `prove`'s own path), whole-
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 
 import pytest
 
 from events.signing import HybridPublicKey
 from streams.audit.logcheck import verify_log
+from streams.audit.processor import FULL_COLLECTION_EVERY
 from streams.audit.prover import consistency_document, inclusion_document
 from streams.audit.tiles import TileReader
 from streams.audit.verifier import VerificationError, verify_checkpoint, verify_inclusion, verify_proof_document
@@ -42,11 +44,15 @@ def test_every_event_becomes_one_leaf_and_every_proof_verifies(platform, catalog
         scores = [example_event(catalog, "AnomalyScored", n) for n in range(30)]  # not audited by default
         async with p.publisher(serde) as pub_:
             await pub_.publish_many(events + scores)
+        threshold = gc.get_threshold()
         async with audit_worker(p) as proc:
             await wait_for_size(proc, len(events))
             assert proc.writer._encoder is not None  # the fast AuditEntryAppended encoder is in use
+            # full collections are rarer while the worker runs (decision 0145), and only then
+            assert gc.get_threshold() == (threshold[0], threshold[1], max(threshold[2], FULL_COLLECTION_EVERY))
             await asyncio.sleep(1.5)  # the ticker signs a head over the tail
             assert proc.writer.tree_size == len(events)
+        assert gc.get_threshold() == threshold
         store = p.audit_store()
         await store.start()
         try:
