@@ -6,7 +6,9 @@ then), or the runner reports it handed everything the broker has
 (``caught_up``: more rows are not coming soon, waiting only adds lag); ClickHouse
 inserts are several times cheaper per row in large blocks, which a projector
 behind the log still gets. Then one columnar insert per table plus the
-positions runs in a worker thread (docs/decisions/0055).
+positions runs in a worker thread (docs/decisions/0055). A buffer that becomes
+due while a write is in flight keeps filling and is started by that write's
+completion; only a full buffer makes ``process`` wait (docs/decisions/0057).
 
 The warehouse, not the consumer group, is the checkpoint: on assignment the
 runner seeks to the positions stored with the rows (partitions never written
@@ -72,6 +74,7 @@ class ClickHouseProjector(Processor):
         self._buffered_at = 0.0
         self._lock = asyncio.Lock()
         self._due: asyncio.TimerHandle | None = None  # fires when the buffer's oldest event is due
+        self._caught_up = False  # the runner reached the log end since the buffer started: write it
         self._flushes: set[asyncio.Task[None]] = set()
 
     async def start(self) -> None:
@@ -98,8 +101,11 @@ class ClickHouseProjector(Processor):
     async def _flush(self, buffer: WarehouseBatch | None) -> None:
         try:
             async with self._lock:
-                if self._buffer is not None and (buffer is None or self._buffer is buffer):
-                    await self._submit()
+                if self._buffer is None or (buffer is not None and self._buffer is not buffer):
+                    return
+                if self._pending is not None and not self._pending[1].done():
+                    return  # the write in flight starts this buffer when it is done (_written)
+                await self._submit()
         except SinkUnavailable:
             # logged; process() or drain() raises it to the runner, which backs off; without
             # another fetch, this timer tries again
@@ -114,23 +120,29 @@ class ClickHouseProjector(Processor):
             raise SinkUnavailable(str(e), dependency="clickhouse") from e
         return {tp: stored.get((tp.topic, tp.partition), 0) for tp in partitions}
 
+    def _is_due(self, now: float) -> bool:
+        b = self._buffer
+        return b is not None and (self._caught_up or b.events >= self.batch_rows
+                                  or now - self._buffered_at >= self.max_delay_s)
+
     async def process(self, records: list[ConsumedRecord]) -> BatchResult:
         batch = batch_of(records)  # a record that cannot become rows fails here, in the runner's hands
         async with self._lock:
-            now = time.monotonic()
+            if self._pending is not None and self._pending[1].done():
+                await self._wait_pending()  # a failed write raises before the buffer changes: a retried fetch is not added twice
             buffered = self._buffer.events if self._buffer is not None else 0
-            due = (buffered + batch.events >= self.batch_rows
-                   or (self._buffer is not None and now - self._buffered_at >= self.max_delay_s))
-            if due:
-                await self._wait_pending()  # raises before the buffer changes: a retried fetch is not added twice
+            if buffered + batch.events >= self.batch_rows:
+                await self._wait_pending()  # a full buffer waits for the write in flight (memory: one buffer + one write)
+            now = time.monotonic()
             if self._buffer is None:
                 self._buffer, self._buffered_at = batch, now
-                if not due:
-                    self._arm()
+                self._arm()
             else:
                 self._buffer.merge(batch)
-            if due:
+            if self._is_due(now) and self._pending is None:
                 await self._submit()
+            # due while a write is in flight: the buffer keeps filling, and that write starts it when
+            # it is done (_written); the runner's next fetch and decode go on meanwhile (0057)
         return BatchResult()
 
     async def caught_up(self) -> None:
@@ -140,6 +152,7 @@ class ClickHouseProjector(Processor):
         when live, the insert rate is bounded by one write in flight (0055)."""
         if self._buffer is not None:
             self._disarm()
+            self._caught_up = True
             self._flush_soon(self._buffer)
 
     async def _submit(self) -> None:
@@ -148,7 +161,22 @@ class ClickHouseProjector(Processor):
         if self._buffer is not None:
             batch, self._buffer = self._buffer, None
             self._disarm()
-            self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
+            self._caught_up = False
+            self._start_write(batch)
+
+    def _start_write(self, batch: WarehouseBatch) -> None:
+        task = asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch))
+        task.add_done_callback(self._written)
+        self._pending = (batch, task)
+
+    def _written(self, task: asyncio.Task[int]) -> None:
+        """A write finished: start the buffer now if it became due meanwhile (size, delay, caught up).
+        A failed write is left to the next ``process``/``drain``, which retry it under the runner's
+        backoff (no retry loop from here)."""
+        if task.cancelled() or task.exception() is not None:
+            return
+        if self._is_due(time.monotonic()):
+            self._flush_soon(self._buffer)
 
     async def drain(self) -> None:
         """Write the buffer and wait for it (RetriableError if the warehouse fails)."""
@@ -169,7 +197,7 @@ class ClickHouseProjector(Processor):
                 self.rows_written += await asyncio.to_thread(self.warehouse.write, batch)
         except WarehouseError as e:
             # Keep the batch: its offsets may already be committed, the stored positions are not.
-            self._pending = (batch, asyncio.create_task(asyncio.to_thread(self.warehouse.write, batch)))
+            self._start_write(batch)
             raise SinkUnavailable(f"warehouse write failed: {e}", dependency="clickhouse") from e
         self._pending = None
 

@@ -85,32 +85,47 @@ def micros(value: Any) -> int:
 
 
 class Columns:
-    """Rows of one table, handed to the driver column-oriented."""
+    """Rows of one table, kept column-wise: one list per column, appended to as events come.
 
-    __slots__ = ("names", "rows", "types")
+    Kept as columns (not row tuples transposed at write time) because the transposition,
+    ``zip(*rows)``, made one iterator object per row: at 10,000s of rows those allocations ran the
+    cyclic GC over every live object several times per write, several us per event of GIL-held
+    time in the writer thread, which the event loop then waited for (docs/decisions/0058)."""
+
+    __slots__ = ("names", "types", "cols", "put")
 
     def __init__(self, names: tuple[str, ...], types: dict[str, pa.DataType] | None = None) -> None:
         self.names = names
         self.types = types
-        self.rows: list[tuple[Any, ...]] = []
+        self.cols: list[list[Any]] = [[] for _ in names]
+        #: the columns' ``append`` methods, in column order (the hot path calls them directly)
+        self.put = tuple(c.append for c in self.cols)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return len(self.cols[0])
 
     def append(self, row: tuple[Any, ...]) -> None:
-        self.rows.append(row)
+        for put, value in zip(self.put, row, strict=True):
+            put(value)
+
+    def extend(self, other: Columns) -> None:
+        for col, more in zip(self.cols, other.cols, strict=True):
+            col.extend(more)
 
     @property
-    def data(self) -> list[tuple[Any, ...]]:
-        """One sequence per column (transposed in C by ``zip``)."""
-        if not self.rows:
-            return [() for _ in self.names]
-        return list(zip(*self.rows))
+    def data(self) -> list[list[Any]]:
+        """One list per column."""
+        return self.cols
+
+    @property
+    def rows(self) -> list[tuple[Any, ...]]:
+        """The rows as tuples (for tests and debugging; the write path uses the columns)."""
+        return list(zip(*self.cols))
 
     def arrow(self) -> pa.Table:
-        """The rows as one Arrow table (columns converted in C from the transposed rows)."""
+        """The columns as one Arrow table (each list converted in C)."""
         types = self.types or {}
-        return pa.Table.from_arrays([pa.array(col, type=types.get(name)) for name, col in zip(self.names, self.data)],
+        return pa.Table.from_arrays([pa.array(col, type=types.get(name)) for name, col in zip(self.names, self.cols)],
                                     names=list(self.names))
 
 
@@ -138,7 +153,7 @@ class WarehouseBatch:
     def merge(self, other: WarehouseBatch) -> None:
         """Append another batch's rows and positions (later fetches of the same partitions)."""
         for name, cols in other.tables.items():
-            self.tables[name].rows.extend(cols.rows)
+            self.tables[name].extend(cols)
         for tp, first in other._first.items():
             self._first.setdefault(tp, first)
         for tp, end in other.positions.items():
@@ -178,25 +193,27 @@ def add_event(tables: dict[str, Columns], topic: str, partition: int, offset: in
     certificate_id = get("certificate_id")
     sensor_id = get("sensor_id")
     aggregate_id = certificate_id or twin_id or get("issuer_id") or get("log_id") or ""
-    tables["events"].rows.append((
-        event_id, event_type, occurred, recorded, r["source"], get("correlation_id"), get("causation_id"),
-        aggregate_id, "" if twin_id is None else str(twin_id), "" if sensor_id is None else str(sensor_id),
-        "" if certificate_id is None else str(certificate_id),
-        key or b"", topic, partition, offset, schema_id, payload(r),
-    ))
+    e = tables["events"].put
+    e[0](event_id); e[1](event_type); e[2](occurred); e[3](recorded); e[4](r["source"])  # noqa: E702
+    e[5](get("correlation_id")); e[6](get("causation_id")); e[7](aggregate_id)  # noqa: E702
+    e[8]("" if twin_id is None else str(twin_id)); e[9]("" if sensor_id is None else str(sensor_id))  # noqa: E702
+    e[10]("" if certificate_id is None else str(certificate_id)); e[11](key or b""); e[12](topic)  # noqa: E702
+    e[13](partition); e[14](offset); e[15](schema_id); e[16](payload(r))  # noqa: E702
     if event_type == "SensorReading":
-        tables["readings"].rows.append((twin_id, r["sensor_id"], occurred, event_id, r["quantity"], r["value"],
-                                        r["unit"], recorded, r["source"]))
+        t = tables["readings"].put
+        t[0](twin_id); t[1](r["sensor_id"]); t[2](occurred); t[3](event_id); t[4](r["quantity"])  # noqa: E702
+        t[5](r["value"]); t[6](r["unit"]); t[7](recorded); t[8](r["source"])  # noqa: E702
     elif event_type == "AnomalyScored":
-        tables["scores"].rows.append((twin_id, r["sensor_id"], occurred, event_id, str(r["reading_event_id"]),
-                                      r["value"], r["score"], r["is_anomaly"], r["model_name"],
-                                      r["model_version"], recorded))
+        t = tables["scores"].put
+        t[0](twin_id); t[1](r["sensor_id"]); t[2](occurred); t[3](event_id)  # noqa: E702
+        t[4](str(r["reading_event_id"])); t[5](r["value"]); t[6](r["score"]); t[7](r["is_anomaly"])  # noqa: E702
+        t[8](r["model_name"]); t[9](r["model_version"]); t[10](recorded)  # noqa: E702
     elif event_type == "AnomalyDetected":
-        tables["alerts"].rows.append((twin_id, r["sensor_id"], occurred, event_id, r["state"], r["score"],
-                                      r["threshold"], str(r["reading_event_id"]), r["model_name"],
-                                      r["model_version"], recorded))
+        tables["alerts"].append((twin_id, r["sensor_id"], occurred, event_id, r["state"], r["score"],
+                                 r["threshold"], str(r["reading_event_id"]), r["model_name"],
+                                 r["model_version"], recorded))
     elif event_type in CERTIFICATE_EVENTS:
-        tables["certificate_history"].rows.append(
+        tables["certificate_history"].append(
             _certificate_row(event_type, event_id, occurred, _str(twin_id), r))
 
 

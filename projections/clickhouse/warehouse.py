@@ -24,6 +24,11 @@ from projections.clickhouse.rows import WarehouseBatch
 
 log = structlog.get_logger(__name__)
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Settings of every fact-table insert. ``optimize_on_insert = 0``: the engine does not collapse
+#: duplicate keys inside the inserted block (the ReplacingMergeTree merge it would run on insert);
+#: ``FINAL`` and background merges still keep one row per event, which is the guarantee (0060), and
+#: the block's sort is stable, so the same row survives (docs/decisions/0059).
+INSERT_SETTINGS = {"optimize_on_insert": "0"}
 
 
 def _client(dsn: str, **kwargs: Any):
@@ -133,7 +138,8 @@ class ClickHouseWarehouse:
                 continue
             try:
                 self.client.insert_arrow(f"{db}.{table}", cols.arrow(),
-                                         settings={"insert_deduplication_token": batch.dedup_token(table)})
+                                         settings={"insert_deduplication_token": batch.dedup_token(table),
+                                                   **INSERT_SETTINGS})
             except Exception as e:
                 raise _driver_error(e, f"insert into {db}.{table}") from e
             rows += len(cols)

@@ -63,3 +63,24 @@ def test_positions_and_dedup_tokens_follow_the_offsets(catalog) -> None:
     for r in recs[:100]:
         last[(r.topic, r.partition)] = r.offset + 1
     assert a.positions == last
+
+
+def test_merged_and_per_record_batches_equal_one_batch_of_all(catalog) -> None:
+    """Columns are kept per column (0058): merging fetches, or adding records one at a time, gives
+    the same Arrow tables, positions and tokens as one batch of every record."""
+    from projections.clickhouse.rows import WarehouseBatch
+
+    recs = consumed(asyncio.run(offline_serde(catalog)), mixed_events(400, seed=11))
+    whole = batch_of(recs)
+    merged = batch_of(recs[:150])
+    merged.merge(batch_of(recs[150:]))
+    one_by_one = WarehouseBatch()
+    for r in recs:
+        d = r.decoded
+        one_by_one.add(r.topic, r.partition, r.offset, r.key, d.event_type, d.schema_id, d.record)
+    for b in (merged, one_by_one):
+        assert b.positions == whole.positions
+        for name, cols in whole.tables.items():
+            assert b.tables[name].arrow().equals(cols.arrow()), name
+            assert b.dedup_token(name) == whole.dedup_token(name)
+    assert len(whole.tables["events"].rows) == len(recs)
