@@ -10,13 +10,13 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import psutil
 import pytest
 
 from qi.api.processes import reuse_port_sockets
+from tests.projections.harness import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = """
@@ -29,13 +29,10 @@ ApiProcesses(socks, "tests.api.pid_app:make", grace_s=3, restart_pause_s=0.2).ru
 
 
 def _until(what, predicate, timeout_s: float = 30):
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        got = predicate()
-        if got:
-            return got
-        time.sleep(0.05)
-    raise AssertionError(f"{what}: not within {timeout_s} s")
+    try:
+        return wait_until(predicate, timeout_s=timeout_s, every_s=0.05)
+    except AssertionError as e:
+        raise AssertionError(f"{what}: {e}") from None
 
 
 def _ask(port: int) -> int | None:
