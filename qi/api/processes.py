@@ -22,6 +22,7 @@ import signal
 import socket
 import time
 from dataclasses import dataclass, field
+from multiprocessing import connection
 from multiprocessing.context import SpawnProcess
 
 import structlog
@@ -138,7 +139,8 @@ class ApiProcesses:
                             time.sleep(self._pause_s)
                         c.restarts += 1
                         self._start(c)
-                time.sleep(0.2)
+                # wakes at once when a child ends (its sentinel), else to look at the stop flag
+                connection.wait([c.process.sentinel for c in self._children if c.process is not None], timeout=0.5)
         finally:
             self._shutdown()
             for sig, handler in previous.items():

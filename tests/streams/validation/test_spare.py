@@ -9,13 +9,13 @@ import json
 import os
 import subprocess
 import sys
-import time
 
 import pytest
 
 from qi.fleet.standby import PROMOTE
 from qi.platform import Platform
 from tests.conftest import make_settings
+from tests.projections.harness import wait_until
 from tests.streams.validation import world as w
 from tests.streams.validation.stack import ROOT, Outputs, publish, worker_env
 
@@ -28,11 +28,11 @@ def _failed(v) -> list[str]:
 
 
 def _wait_for_line(path, text: str, proc: subprocess.Popen, timeout_s: float = 120) -> None:
-    deadline = time.monotonic() + timeout_s
-    while text not in (path.read_text(errors="replace") if path.exists() else ""):
+    def seen() -> bool:
         assert proc.poll() is None, path.read_text(errors="replace")[-3000:]
-        assert time.monotonic() < deadline, f"{text!r} not in the log after {timeout_s} s"
-        time.sleep(0.1)
+        return text in (path.read_text(errors="replace") if path.exists() else "")
+
+    wait_until(seen, timeout_s=timeout_s, every_s=0.1)
 
 
 def test_a_promoted_spare_judges_by_the_facts_of_its_promotion(local_stack, stack_env, tmp_path) -> None:
