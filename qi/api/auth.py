@@ -68,13 +68,23 @@ def load_or_create_key(path: Path, *, create: bool) -> bytes:
 
 
 class Tokens:
-    """Issues and verifies the API's bearer tokens with one HS256 key."""
+    """Issues and verifies the API's bearer tokens with one HS256 key.
 
-    def __init__(self, key: bytes, *, issuer: str) -> None:
+    A token that verified is remembered (at most ``max_remembered``) with the times it is valid
+    between (``iat``/``nbf`` to ``exp``), so a client's next request costs a dict lookup instead
+    of PyJWT's decode (~0.1-0.35 ms of CPU, a third of a lean request; decision 0129). Only
+    successes are remembered, and only inside their validity: outside it, and for any token not
+    remembered, the full check runs and gives its reason. The key cannot change under a
+    ``Tokens`` (rotating it means new processes), and tokens are not revocable one by one
+    (decision 0110), so a remembered verdict is the one PyJWT would give again."""
+
+    def __init__(self, key: bytes, *, issuer: str, max_remembered: int = 4096) -> None:
         if len(key) < MIN_KEY_BYTES:
             raise TokenKeyError(f"the API token key must be at least {MIN_KEY_BYTES} bytes")
         self._key = key
         self.issuer = issuer
+        self._max = max_remembered
+        self._verified: dict[str, tuple[Principal, float, float]] = {}
 
     def issue(self, role: Role, subject: str, ttl_s: int, *, now: float | None = None) -> str:
         t = int(now if now is not None else time.time())
@@ -84,6 +94,17 @@ class Tokens:
 
     def verify(self, token: str) -> Principal:
         """The principal of a valid token; :class:`Unauthorized` with the reason otherwise."""
+        hit = self._verified.get(token)
+        if hit is not None and hit[1] <= time.time() < hit[2]:
+            return hit[0]
+        principal, valid_from, expires = self._check(token)
+        if len(self._verified) >= self._max:
+            self._verified.clear()
+        self._verified[token] = (principal, valid_from, expires)
+        return principal
+
+    def _check(self, token: str) -> tuple[Principal, float, float]:
+        """PyJWT's full check: the principal and the times it is valid between."""
         try:
             claims = jwt.decode(token, self._key, algorithms=[ALGORITHM], issuer=self.issuer,
                                 options={"require": ["sub", "exp", "iat", "iss"]})
@@ -95,7 +116,8 @@ class Tokens:
             role = Role(claims.get("role"))
         except ValueError:
             raise Unauthorized("token names no known role") from None
-        return Principal(str(claims["sub"]), role, claims.get("jti"))
+        valid_from = max(int(claims["iat"]), int(claims.get("nbf", claims["iat"])))
+        return Principal(str(claims["sub"]), role, claims.get("jti")), valid_from, int(claims["exp"])
 
 
 def bearer(request: Request) -> str | None:

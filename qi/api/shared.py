@@ -10,7 +10,7 @@ from typing import Any
 
 class Shared:
     def __init__(self, *, max_keys: int = 1000) -> None:
-        self._max = max_keys
+        self._max = self._sweep_at = max_keys
         self._recent: dict[Any, tuple[float, asyncio.Future]] = {}
 
     async def get(self, key: Any, make: Callable[[], Awaitable[Any]], *, ttl_s: float) -> Any:
@@ -20,8 +20,11 @@ class Shared:
         hit = self._recent.get(key)
         if hit is not None and (not hit[1].done() or now - hit[0] < ttl_s):
             return await asyncio.shield(hit[1])
-        if len(self._recent) >= self._max:
+        if len(self._recent) >= self._sweep_at:
             self._recent = {k: v for k, v in self._recent.items() if not v[1].done() or now - v[0] < ttl_s}
+            # the next sweep when the live keys have doubled: a sweep is O(keys), so with more live
+            # keys than max_keys sweeping at every call would cost O(keys) per call
+            self._sweep_at = max(self._max, 2 * len(self._recent))
         fut: asyncio.Future = asyncio.get_running_loop().create_future()
         self._recent[key] = (now, fut)
         try:

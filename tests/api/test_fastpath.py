@@ -134,3 +134,102 @@ def test_lean_and_fastapi_paths_answer_alike(app, monkeypatch) -> None:
         == {"$ref": "#/components/schemas/Verification"}
     metrics = json.dumps([s.labels for m in app.state.metrics.requests.collect() for s in m.samples])
     assert '"endpoint": "live"' in metrics and '"status": "503"' in metrics
+
+
+def test_lean_and_fastapi_paths_answer_readings_alike(app, api_world, monkeypatch, tmp_path) -> None:
+    """A sensor's readings (decision 0129): the plain form is served by the lean path with the same
+    bytes as FastAPI's route; every other form, a missing/bad token and a role that may not read
+    reach FastAPI, which answers (and logs a denial once) as before."""
+    from datetime import timedelta
+
+    from qi.api.auth import Role
+    from qi.api.shared import Shared
+    from qi.api.sources.warehouse import WarehouseReader
+    from tests.api.world import SENSOR, TWIN
+
+    reached_fastapi: list[str] = []
+    fastapi_call = FastAPI.__call__
+
+    async def spy(self, scope, receive, send):
+        if scope["type"] == "http":
+            reached_fastapi.append(scope["path"])
+        await fastapi_call(self, scope, receive, send)
+
+    monkeypatch.setattr(FastAPI, "__call__", spy)
+
+    async def only_fastapi(scope, receive, send):
+        await FastAPI.__call__(app, scope, receive, send)
+
+    def served(status: str) -> float:
+        return app.state.metrics.registry.get_sample_value(
+            "qi_api_requests_total", {"endpoint": "readings", "status": status}) or 0.0
+
+    now = api_world.now
+    z = "%Y-%m-%dT%H:%M:%SZ"
+    path = f"/sensors/{TWIN}/{SENSOR}/readings"
+    day = {"from": (now - timedelta(hours=24)).strftime(z), "to": now.strftime(z)}
+    plain = [day, {**day, "max_points": "10"}, {**day, "max_points": "5000"}, {**day, "extra": "ignored"},
+             {"from": (now - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%S.250000+05:30"),
+              "to": (now + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%dT%H:%M:%S+05:30")},
+             {"from": (now - timedelta(days=3)).strftime(z), "to": (now - timedelta(days=2)).strftime(z)}]
+    reader = {"Authorization": f"Bearer {api_world.token(Role.reader)}"}
+    admin = {"Authorization": f"Bearer {api_world.token(Role.admin)}"}
+    publisher = {"Authorization": f"Bearer {api_world.token(Role.publisher)}"}
+    # forms the lean path leaves to FastAPI: (params, headers, FastAPI's status)
+    deferred = [(day, {}, 401), (day, {"Authorization": "Bearer not-a-token"}, 401), (day, {"Authorization": "Basic x"}, 401),
+                (day, publisher, 403),
+                ({**day, "from": day["from"][:-1]}, reader, 400),  # no time zone
+                ({**day, "to": day["to"][:-1] + "+00:60"}, reader, 422),  # fromisoformat would take it
+                ({"from": day["to"], "to": day["from"]}, reader, 400),  # from after to
+                ({**day, "max_points": "9"}, reader, 422), ({**day, "max_points": "0100"}, reader, 200),
+                ({"from": str(int((now - timedelta(hours=2)).timestamp())), "to": day["to"]}, reader, 200),
+                ([("from", day["from"]), ("to", day["to"]), ("to", day["to"])], reader, 200),
+                ({**day, "from": (now - timedelta(days=400)).strftime(z)}, reader, 400)]
+
+    async def go() -> None:
+        async with app.router.lifespan_context(app), \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://api") as lean, \
+                httpx.AsyncClient(transport=httpx.ASGITransport(app=only_fastapi), base_url="http://api") as full:
+            for params in plain:
+                for headers in (reader, admin):
+                    ok0 = served("200")
+                    app.state.shared = Shared()  # each path computes its own answer
+                    a = await lean.get(path, params=params, headers=headers)
+                    assert reached_fastapi == [], f"{params} went through FastAPI"
+                    assert a.status_code == 200 and served("200") == ok0 + 1, a.text
+                    app.state.shared = Shared()
+                    b = await full.get(path, params=params, headers=headers)
+                    assert reached_fastapi == [path]
+                    reached_fastapi.clear()
+                    _same(a, b)
+            assert sum(p["n"] for p in (await lean.get(path, params={**day, "max_points": "5000"}, headers=reader)
+                                        ).json()["points"]) > 0
+            reached_fastapi.clear()
+            for params, headers, status in deferred:
+                app.state.shared = Shared()
+                with structlog.testing.capture_logs() as logs:
+                    a = await lean.get(path, params=params, headers=headers)
+                assert reached_fastapi == [path] and a.status_code == status, (params, headers, a.status_code, a.text)
+                assert len([e for e in logs if e["event"] == "api.denied"]) == (status in (401, 403))
+                reached_fastapi.clear()
+                app.state.shared = Shared()
+                _same(a, await full.get(path, params=params, headers=headers))
+                reached_fastapi.clear()
+            # the warehouse's owner gone: the same 503 from both
+            good = app.state.sources.warehouse
+            down = WarehouseReader(f"chdb://{tmp_path / 'none'}", "qi", run_dir=tmp_path)
+            await down.start()
+            app.state.sources.warehouse, app.state.series = down, None
+            try:
+                unavailable0 = served("503")
+                a, b = await lean.get(path, params=day, headers=reader), await full.get(path, params=day, headers=reader)
+                assert a.status_code == 503 and a.json()["code"] == "unavailable", a.text
+                assert served("503") == unavailable0 + 2
+                _same(a, b)
+            finally:
+                app.state.sources.warehouse, app.state.series = good, None
+                await down.close()
+            assert reached_fastapi == [path]
+
+    asyncio.run(go())
+    assert "/sensors/{twin_id}/{sensor_id}/readings" in app.openapi()["paths"]

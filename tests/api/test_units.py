@@ -59,3 +59,41 @@ def test_ttl_and_attribute_filters() -> None:
     assert parse_attr_filters(["site=plant1", "a=b=c", "empty="]) == {"site": "plant1", "a": "b=c", "empty": ""}
     with pytest.raises(BadRequest):
         parse_attr_filters(["=x"])
+
+
+def test_a_verified_token_is_remembered_only_inside_its_validity(monkeypatch) -> None:
+    """Tokens.verify (decision 0129): a token that verified is not decoded again while it is valid;
+    outside its validity (the clock past its exp, or before its iat) the full check runs again; a
+    bad token is
+    never remembered; the memory is bounded."""
+    import time as _time
+
+    import jwt
+
+    from qi.api import auth
+
+    decodes = []
+    real = jwt.decode
+    monkeypatch.setattr(auth.jwt, "decode", lambda *a, **k: decodes.append(1) or real(*a, **k))
+    tokens = Tokens(b"k" * 40, issuer="qi-stream")
+    now = _time.time()
+    token = tokens.issue(Role.reader, "u", 600, now=now - 300)
+    assert tokens.verify(token).role is Role.reader and tokens.verify(token).subject == "u"
+    assert len(decodes) == 1
+    for bad in ("x.y.z", token[:-2] + "AA"):
+        for _ in range(2):
+            with pytest.raises(Unauthorized):
+                tokens.verify(bad)
+    assert len(decodes) == 5
+    # the memory's clock past the token's exp, then before its iat: PyJWT decodes it again each time
+    # (PyJWT reads the real clock, by which the token is valid, so it accepts it)
+    monkeypatch.setattr(auth.time, "time", lambda: now + 301)
+    assert tokens.verify(token).subject == "u" and len(decodes) == 6
+    monkeypatch.setattr(auth.time, "time", lambda: now - 301)
+    assert tokens.verify(token).subject == "u" and len(decodes) == 7
+    monkeypatch.setattr(auth.time, "time", lambda: now)
+    assert tokens.verify(token).subject == "u" and len(decodes) == 7  # remembered again
+    small = Tokens(b"k" * 40, issuer="qi-stream", max_remembered=2)
+    for i in range(5):
+        small.verify(small.issue(Role.reader, f"u{i}", 60))
+    assert len(small._verified) <= 2

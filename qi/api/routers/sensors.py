@@ -4,6 +4,7 @@ downsampled server-side into at most ``max_points`` time buckets (role reader)."
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -22,6 +23,8 @@ from qi.config import ApiSettings
 router = APIRouter(prefix="/sensors", tags=["sensors"], responses=COMMON, dependencies=[Depends(require(Role.reader))])
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+#: ``max_points``: its default and bounds
+DEFAULT_POINTS, MIN_POINTS, MAX_POINTS = 1000, 10, 5000
 
 #: one query: readings bucketed by time, each joined to its score (by the reading's event id); the
 #: engine writes each bucket as the ReadingSeries point object itself (``SERIES_FORMAT``: one JSON
@@ -70,15 +73,23 @@ async def latest(twin_id: TwinId, sensor_id: SensorId, src: ApiSources = Depends
         score=Score(**{**score, "occurred_at": _ts(score.get("occurred_at"))}) if score else None)
 
 
-@router.get("/{twin_id}/{sensor_id}/readings", response_model=ReadingSeries,
-            summary="readings and scores in [from, to), at most max_points buckets (ClickHouse)")
-async def readings(
-    twin_id: TwinId, sensor_id: SensorId,
-    from_: Annotated[datetime | None, Query(alias="from", description="ISO 8601 with zone; default: to - 24 h")] = None,
-    to: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: now")] = None,
-    max_points: Annotated[int, Query(ge=10, le=5000)] = 1000,
-    *, request: Request, src: ApiSources = Depends(sources), cfg: ApiSettings = Depends(settings),
-) -> Response:
+@dataclass(frozen=True)
+class SeriesAsk:
+    """One readings request, checked: the range and its bucket width in microseconds."""
+
+    twin_id: str
+    sensor_id: str
+    from_: datetime
+    to: datetime
+    f_us: int
+    t_us: int
+    bucket_us: int
+
+
+def series_ask(twin_id: str, sensor_id: str, from_: datetime | None, to: datetime | None, max_points: int,
+               cfg: ApiSettings) -> SeriesAsk:
+    """The request's range and buckets; :class:`BadRequest` naming the parameter otherwise. Both the
+    FastAPI route and the lean path (qi/api/fastpath.py) call this, so they judge alike."""
     for name, t in (("from", from_), ("to", to)):
         if t is not None and t.tzinfo is None:
             raise BadRequest(f"{name} needs a time zone (e.g. 2026-11-01T00:00:00Z)", field=name)
@@ -93,20 +104,37 @@ async def readings(
         raise BadRequest(f"the range is longer than {cfg.max_range_days:g} days (QI_API_MAX_RANGE_DAYS)", field="from")
     points_max = min(max_points, cfg.max_points)
     f_us, t_us = _us(from_), _us(to)
-    bucket_us = max(1, math.ceil((t_us - f_us) / points_max))
-    key = (twin_id, sensor_id, f_us, t_us, bucket_us)
+    return SeriesAsk(twin_id, sensor_id, from_, to, f_us, t_us, max(1, math.ceil((t_us - f_us) / points_max)))
 
-    batcher = getattr(request.app.state, "series", None)
-    if batcher is None:  # one per app (per process): requests of a sensor that arrive together share a query
-        batcher = request.app.state.series = SeriesBatcher(src.warehouse.query_raw)
+
+async def series_body(state, ask: SeriesAsk) -> bytes:
+    """The ReadingSeries document of ``ask`` (``state``: the app's state): requests of a sensor that
+    arrive together share a query (decision 0068), viewers of the same chart one serialisation (0112)."""
+    batcher = getattr(state, "series", None)
+    if batcher is None:  # one per app (per process)
+        batcher = state.series = SeriesBatcher(state.sources.warehouse.query_raw)
 
     async def make() -> bytes:
-        downsampled, points = await batcher.points(twin_id, sensor_id, (f_us, t_us, bucket_us))
-        return series_json(twin_id, sensor_id, from_, to, bucket_us, downsampled, points)
+        downsampled, points = await batcher.points(ask.twin_id, ask.sensor_id, (ask.f_us, ask.t_us, ask.bucket_us))
+        return series_json(ask.twin_id, ask.sensor_id, ask.from_, ask.to, ask.bucket_us, downsampled, points)
 
-    # viewers of the same chart share one query and one serialisation (decision 0112)
-    body = await request.app.state.shared.get(key, make, ttl_s=cfg.cache_s)
-    return Response(body, media_type="application/json")
+    key = (ask.twin_id, ask.sensor_id, ask.f_us, ask.t_us, ask.bucket_us)
+    return await state.shared.get(key, make, ttl_s=state.settings.cache_s)
+
+
+@router.get("/{twin_id}/{sensor_id}/readings", response_model=ReadingSeries,
+            summary="readings and scores in [from, to), at most max_points buckets (ClickHouse)")
+async def readings(
+    twin_id: TwinId, sensor_id: SensorId,
+    from_: Annotated[datetime | None, Query(alias="from", description="ISO 8601 with zone; default: to - 24 h")] = None,
+    to: Annotated[datetime | None, Query(description="ISO 8601 with zone; default: now")] = None,
+    max_points: Annotated[int, Query(ge=MIN_POINTS, le=MAX_POINTS)] = DEFAULT_POINTS,
+    *, request: Request, cfg: ApiSettings = Depends(settings),
+) -> Response:
+    """Also answered by the lean path ahead of FastAPI (qi/api/fastpath.py, decision 0129) when the
+    request is in the plain form; this route answers the rest and declares the schema."""
+    ask = series_ask(twin_id, sensor_id, from_, to, max_points, cfg)
+    return Response(await series_body(request.app.state, ask), media_type="application/json")
 
 
 def _iso(t: datetime) -> str:
