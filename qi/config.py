@@ -264,9 +264,9 @@ class ValidationSettings(BaseSettings):
         3600.0, gt=0, description="a certificate waiting for its twin/issuer key longer than this is judged INVALID")
     expiring_lead_s: float = Field(30 * 86400.0, ge=0, description="CertificateExpiring goes out this long before valid_until")
     max_validity_days: int = Field(3650, ge=1, description="longest validity window accepted")
-    session_timeout_s: float = Field(4.0, gt=0, description="a dead worker's partitions move after this "
-                                     "(the embedded broker holds each join for half of it: decision 0073)")
-    heartbeat_interval_s: float = Field(1.0, gt=0)
+    session_timeout_s: float = Field(2.0, gt=0, description="a dead worker's partitions move after this "
+                                     "(the embedded broker holds each join for half of it: decisions 0073, 0078)")
+    heartbeat_interval_s: float = Field(0.5, gt=0, description="faust heartbeats from its consumer thread (0078)")
     commit_interval_s: float = Field(1.0, gt=0, description="how often consumed offsets are committed")
     web_port: int = Field(0, ge=0, le=65535, description="faust's web port (0: any free port)")
     data_dir: Path | None = Field(None, description="faust's data directory (default: <run dir>/faust/<app id>)")
