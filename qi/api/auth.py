@@ -121,13 +121,23 @@ class Tokens:
 
 
 def bearer(request: Request) -> str | None:
-    h = request.headers.get("authorization")
-    if h is None:
+    return bearer_token(request.headers.get("authorization"))
+
+
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization`` header's value: None when there is none, ``""`` when it
+    is not ``Bearer <token>``."""
+    if header is None:
         return None
-    scheme, _, value = h.partition(" ")
+    scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
         return ""
     return value.strip()
+
+
+def allowed(*roles: Role) -> frozenset[Role]:
+    """The roles that may do what ``roles`` may: those and admin."""
+    return frozenset(roles) | {Role.admin}
 
 
 def _client(request: Request) -> str:
@@ -137,8 +147,8 @@ def _client(request: Request) -> str:
 def require(*roles: Role):
     """A dependency: the caller's principal if its token is valid and its role is one of ``roles``
     (or admin); 401/403 otherwise, logged without the token."""
-    allowed = frozenset(roles) | {Role.admin}
-    names = ", ".join(sorted(r.value for r in allowed))
+    may = allowed(*roles)
+    names = ", ".join(sorted(r.value for r in may))
 
     async def dependency(request: Request) -> Principal:
         tokens: Tokens = request.app.state.tokens
@@ -159,7 +169,7 @@ def require(*roles: Role):
             log.warning("api.denied", status=401, reason=e.detail, method=request.method,
                         path=request.url.path, client=_client(request))
             raise
-        if principal.role not in allowed:
+        if principal.role not in may:
             log.warning("api.denied", status=403, reason="role", role=principal.role.value,
                         subject=principal.subject, method=request.method, path=request.url.path,
                         client=_client(request))

@@ -39,7 +39,7 @@ from urllib.parse import parse_qsl
 import structlog
 from fastapi import FastAPI
 
-from qi.api.auth import Role
+from qi.api.auth import Role, allowed, bearer_token
 from qi.api.errors import ApiError, TooManyRequests, Unauthorized, body
 from qi.api.ratelimit import retry_after
 from qi.api.routers.params import ID_PATTERN
@@ -57,7 +57,7 @@ _SENSORS, _READINGS = "/sensors/", "/readings"
 #: pydantic agree (pydantic refuses an offset of +00:60, fromisoformat takes it; both refuse 24:00)
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d{1,6})?(?:Z|[+-](?:[01]\d|2[0-3]):[0-5]\d)")
 _POINTS = re.compile(r"[1-9]\d{1,3}")
-_READERS = frozenset({Role.reader, Role.admin})
+_READERS = allowed(Role.reader)  # the sensors router's require(Role.reader)
 
 
 class QiApi(FastAPI):
@@ -144,14 +144,12 @@ class QiApi(FastAPI):
         parts = path.split("/")
         if len(parts) != 5 or not _ID.fullmatch(parts[2]) or not _ID.fullmatch(parts[3]):
             return None
-        auth = next((v for k, v in scope["headers"] if k == b"authorization"), None)
-        if auth is None:
-            return None
-        scheme, _, token = auth.decode("latin-1").partition(" ")
-        if scheme.lower() != "bearer" or not token.strip():
+        header = next((v.decode("latin-1") for k, v in scope["headers"] if k == b"authorization"), None)
+        token = bearer_token(header)
+        if not token:
             return None
         try:
-            if self.state.tokens.verify(token.strip()).role not in _READERS:
+            if self.state.tokens.verify(token).role not in _READERS:
                 return None
         except Unauthorized:
             return None
