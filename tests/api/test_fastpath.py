@@ -44,19 +44,29 @@ def app(api_world, monkeypatch):
     return Platform(Settings.from_env()).api_app()
 
 
-def test_lean_and_fastapi_paths_answer_alike(app, monkeypatch) -> None:
-    reached_fastapi: list[str] = []
+@pytest.fixture
+def reached_fastapi(monkeypatch) -> list[str]:
+    """The paths of the HTTP requests that reached FastAPI's own ``__call__`` (not the lean path)."""
+    reached: list[str] = []
     fastapi_call = FastAPI.__call__
 
     async def spy(self, scope, receive, send):
         if scope["type"] == "http":
-            reached_fastapi.append(scope["path"])
+            reached.append(scope["path"])
         await fastapi_call(self, scope, receive, send)
 
     monkeypatch.setattr(FastAPI, "__call__", spy)
+    return reached
 
+
+def _only_fastapi(app):
     async def only_fastapi(scope, receive, send):  # the same app without its lean path
         await FastAPI.__call__(app, scope, receive, send)
+    return only_fastapi
+
+
+def test_lean_and_fastapi_paths_answer_alike(app, reached_fastapi) -> None:
+    only_fastapi = _only_fastapi(app)
 
     def requests() -> float:
         return sum(s.value for m in app.state.metrics.requests.collect() for s in m.samples
@@ -136,7 +146,7 @@ def test_lean_and_fastapi_paths_answer_alike(app, monkeypatch) -> None:
     assert '"endpoint": "live"' in metrics and '"status": "503"' in metrics
 
 
-def test_lean_and_fastapi_paths_answer_readings_alike(app, api_world, monkeypatch, tmp_path) -> None:
+def test_lean_and_fastapi_paths_answer_readings_alike(app, api_world, reached_fastapi, tmp_path) -> None:
     """A sensor's readings (decision 0129): the plain form is served by the lean path with the same
     bytes as FastAPI's route; every other form, a missing/bad token and a role that may not read
     reach FastAPI, which answers (and logs a denial once) as before."""
@@ -147,18 +157,7 @@ def test_lean_and_fastapi_paths_answer_readings_alike(app, api_world, monkeypatc
     from qi.api.sources.warehouse import WarehouseReader
     from tests.api.world import SENSOR, TWIN
 
-    reached_fastapi: list[str] = []
-    fastapi_call = FastAPI.__call__
-
-    async def spy(self, scope, receive, send):
-        if scope["type"] == "http":
-            reached_fastapi.append(scope["path"])
-        await fastapi_call(self, scope, receive, send)
-
-    monkeypatch.setattr(FastAPI, "__call__", spy)
-
-    async def only_fastapi(scope, receive, send):
-        await FastAPI.__call__(app, scope, receive, send)
+    only_fastapi = _only_fastapi(app)
 
     def served(status: str) -> float:
         return app.state.metrics.registry.get_sample_value(
