@@ -40,12 +40,14 @@ def test_ready_is_false_while_far_behind_and_true_once_caught_up(local_stack, st
                 return False
             h = r.json()
             assert r.status_code == (200 if h.get("ready") else 503), (r.status_code, h)
-            if h.get("lag", 0) > MAX_LAG and not h.get("ready"):
+            # far behind and saying so (before every partition has answered a fetch, the reason is
+            # "log end unknown" even with a lag figure above the bound: not the state tested here)
+            if h.get("lag", 0) > MAX_LAG and not h.get("ready") and "behind" in h.get("reason", ""):
                 seen.append(h)
             return bool(seen) and h.get("ready") and h.get("lag") == 0
 
         wait_until(behind_then_caught_up, timeout_s=300, every_s=0.2)  # 6,000 judgements: minutes on a loaded 2-core box
-        assert "behind" in seen[0]["reason"]
+        assert seen[0]["lag"] > MAX_LAG and seen[0]["ready"] is False
         assert probe.is_ready(run_dir, instance, caught_up=True)
         m = probe.metrics(run_dir, instance)
         assert probe.total(m, "qi_events_consumed_total", topic=f"{prefix}qi.certificates.v1") == BACKLOG
