@@ -3,7 +3,7 @@
 Per fetch::
 
     getmany ─► decode all ─► processor.process(batch) ─► publish outputs + dead letters
-            (poison ─► DL)    (RetriableError: retry      (one publish_records call;
+            (poison ─► DL)    (RetriableError: retry      (one publish_all call;
                                same batch with backoff;    retried with backoff until
                                other errors: one by one,   Kafka acknowledges all)
                                failing records ─► DL)              │
@@ -204,19 +204,21 @@ class BatchRunner:
         dead: list[OutgoingRecord] = []
         ends: dict[TopicPartition, int] = {}
         decode = self._decode_value  # the processor's decode mode (envelope for the audit log)
+        keep = good.append
         for tp, messages in fetched.items():
             if not messages:
                 continue
             ends[tp] = messages[-1].offset + 1
+            topic, partition = tp.topic, tp.partition
             for m in messages:
-                if m.value is not None:  # fast path: a record that decodes needs no await
+                value = m.value
+                if value is not None:  # fast path: a record that decodes needs no await
                     try:
-                        decoded = decode(m.value)
+                        decoded = decode(value)
                     except DecodeError:
                         pass  # the full path below decides (unknown schema id, poison)
                     else:
-                        good.append(ConsumedRecord(tp.topic, tp.partition, m.offset, m.timestamp, m.key,
-                                                   m.value, decoded, None))
+                        keep(ConsumedRecord(topic, partition, m.offset, m.timestamp, m.key, value, decoded, None))
                         continue
                 rec, error = await self._decode(tp, m)
                 if error is None:
@@ -227,7 +229,7 @@ class BatchRunner:
         dead.extend(self._dead(p.record, p.kind, p.message) for p in result.poison)
         outputs = result.outputs + dead
         if outputs:
-            await self._retrying("publish outputs", lambda: self._publisher.publish_records(outputs))
+            await self._retrying("publish outputs", lambda: self._publisher.publish_all(outputs))
             for topic, n in Counter(rec.topic for rec in outputs).items():
                 self.metrics.count_produced(topic, n)
         await self._retrying("flush processor state", self._processor.flush)

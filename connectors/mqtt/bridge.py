@@ -8,7 +8,7 @@ produces and acknowledges them. The handover between the two is bounded:
   reading from the socket and the broker keeps the messages (backpressure
   through TCP, memory bounded by the slots);
 * the loop collects a batch (up to ``max_batch``, waiting ``linger_ms``),
-  converts it, produces it with one ``Publisher.publish_records`` and, only
+  converts it, produces it with one ``Publisher.publish_all`` and, only
   after Kafka acknowledged every record of the batch, sends the MQTT PUBACKs
   (paho manual acks) and frees the slots;
 * a failed production is retried, same batch, with backoff, forever: during a
@@ -265,7 +265,7 @@ class MqttBridge:
         delay = self._settings.retry_initial_s
         while True:
             try:
-                await self._publisher.publish_records(records)
+                await self._publisher.publish_all(records)
                 break
             except Exception as e:  # PublishError, or anything else from the producer: retry, never drop
                 self._retrying = True

@@ -8,8 +8,9 @@ iterates them with aiokafka's own record-batch parser (C), with the consumer's r
 batches skipped, CRCs checked, only offsets in ``[start, end)``. The next request is sent before a
 response is handed on, so the broker prepares it while the caller works.
 
-Start and end offsets come from a consumer as in :func:`events.reader.log_end_offsets` (the end
-from a fetch's high watermark: Tansu's ListOffsets latest is not to be trusted, STACK.md).
+Start offsets come from ListOffsets (earliest), the end from the high watermark of each
+partition's first Fetch answer, as in :func:`events.reader.log_end_offsets` (Tansu's ListOffsets
+latest is not to be trusted, STACK.md).
 """
 
 from __future__ import annotations
@@ -20,15 +21,15 @@ from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import TopicPartition
 from aiokafka import errors as kafka_errors
 from aiokafka.client import AIOKafkaClient
 from aiokafka.protocol.fetch import FetchRequest
+from aiokafka.protocol.offset import OffsetRequest, OffsetResetStrategy
 from aiokafka.record.memory_records import MemoryRecords
 
-from events.reader import log_end_offsets
-
 READ_UNCOMMITTED = 0
+EARLIEST = OffsetResetStrategy.EARLIEST
 
 
 class FetchFailed(Exception):
@@ -77,36 +78,46 @@ def _advance(chunk: Chunk) -> int:
     return pos
 
 
-async def _bounds(bootstrap: str, topics: list[str], client_id: str) -> dict[TopicPartition, tuple[int, int]]:
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, auto_offset_reset="earliest",
-                         client_id=client_id, max_partition_fetch_bytes=1024 * 1024)
-    await c.start()
-    try:
-        known = await c.topics()
-        tps = [TopicPartition(t, p) for t in topics if t in known for p in sorted(c.partitions_for_topic(t) or ())]
-        if not tps:
-            return {}
-        c.assign(tps)
-        ends = await log_end_offsets(c, tps)
-        starts = await c.beginning_offsets(tps)
-        return {tp: (starts[tp], ends[tp]) for tp in tps}
-    finally:
-        await c.stop()
+async def _starts(client: AIOKafkaClient, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    """Each partition's first offset (ListOffsets, earliest: Tansu answers it right; only its
+    *latest* is not to be trusted, STACK.md), one request per leader."""
+    by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
+    for tp in tps:
+        node = client.cluster.leader_for_partition(tp)
+        if node is None or node == -1:
+            raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
+        by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, EARLIEST))
+    starts: dict[TopicPartition, int] = {}
+    for node, topics in by_node.items():
+        response = await client.send(node, OffsetRequest(-1, READ_UNCOMMITTED, list(topics.items())))
+        for topic, parts in response.topics:
+            for partition, error_code, *info in parts:
+                error = kafka_errors.for_code(error_code)
+                if error is not kafka_errors.NoError:
+                    raise FetchFailed(f"{topic}/{partition}: no first offset: {error.__name__}")
+                starts[TopicPartition(topic, partition)] = info[0][0] if response.API_VERSION == 0 else info[1]
+    return starts
 
 
 async def read_chunks(
     bootstrap: str, topics: list[str], on_chunk: Callable[[Chunk], None], *, client_id: str = "qi-audit-verify",
     partition_bytes: int = 16 * 1024 * 1024, max_bytes: int = 64 * 1024 * 1024, retries: int = 20,
 ) -> dict[TopicPartition, tuple[int, int]]:
-    """Every record of ``topics`` up to the log end as it was when called, as :class:`Chunk`s in
-    offset order per partition; returns each partition's ``(start, end)``."""
-    bounds = await _bounds(bootstrap, topics, client_id)
-    pos = {tp: s for tp, (s, e) in bounds.items() if e > s}
-    if not pos:
-        return bounds
+    """Every record of ``topics`` up to the log end as it was when the read began, as :class:`Chunk`s
+    in offset order per partition; returns each partition's ``(start, end)``. One client does it
+    all (decision 0149): the first offsets from ListOffsets, the end from the high watermark of the
+    first Fetch answer of each partition, so no consumer is started first."""
     client = AIOKafkaClient(bootstrap_servers=bootstrap, client_id=client_id)
     await client.bootstrap()
     try:
+        await client.force_metadata_update()  # topics created since the bootstrap's metadata
+        tps = [TopicPartition(t, p) for t in topics
+               for p in sorted(client.cluster.partitions_for_topic(t) or ())]
+        if not tps:
+            return {}
+        starts = await _starts(client, tps)
+        pos = dict(starts)
+        ends: dict[TopicPartition, int] = {}  # from a partition's first Fetch answer
         fails = 0
 
         def requests() -> list[asyncio.Task]:
@@ -116,7 +127,9 @@ async def read_chunks(
                 if node is None or node == -1:
                     raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
                 by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, off, partition_bytes))
-            return [asyncio.create_task(client.send(node, FetchRequest(500, 1, max_bytes, READ_UNCOMMITTED,
+            # a partition's first fetch asks for no minimum: an empty one answers (its end) at once
+            min_bytes = 0 if any(tp not in ends for tp in pos) else 1
+            return [asyncio.create_task(client.send(node, FetchRequest(500, min_bytes, max_bytes, READ_UNCOMMITTED,
                                                                          list(t.items()))))
                     for node, t in by_node.items()]
 
@@ -127,7 +140,7 @@ async def read_chunks(
             retry = False
             for response in responses:
                 for topic, parts in response.topics:
-                    for partition, error_code, _highwater, *data in parts:
+                    for partition, error_code, highwater, *data in parts:
                         tp = TopicPartition(topic, partition)
                         if tp not in pos:
                             continue
@@ -137,7 +150,13 @@ async def read_chunks(
                                 raise FetchFailed(f"{topic}/{partition} at {pos[tp]}: {error.__name__}")
                             retry = True
                             continue
-                        chunk = Chunk(tp, data[-1], pos[tp], bounds[tp][1])
+                        end = ends.get(tp)
+                        if end is None:
+                            end = ends[tp] = max(highwater, starts[tp])
+                            if end <= pos[tp]:  # empty: nothing to read
+                                del pos[tp]
+                                continue
+                        chunk = Chunk(tp, data[-1], pos[tp], end)
                         nxt = _advance(chunk)
                         if nxt == pos[tp]:
                             if chunk.raw:
@@ -163,4 +182,4 @@ async def read_chunks(
                 on_chunk(chunk)
     finally:
         await client.close()
-    return bounds
+    return {tp: (starts[tp], ends.get(tp, starts[tp])) for tp in tps}

@@ -83,7 +83,7 @@ class AuditProcessor(Processor):
         await self.writer.start()
         recovered = await self.writer.recover_outputs()
         if recovered:  # committed leaves whose events may not have reached Kafka before a crash
-            await self._publisher.publish_records(recovered)
+            await self._publisher.publish_all(recovered)
             await self.writer.flush()
             log.info("audit.republished", records=len(recovered), tree_size=self.writer.tree_size)
         self._stages = [asyncio.create_task(self._committer()), asyncio.create_task(self._publisher_stage())]
@@ -195,7 +195,7 @@ class AuditProcessor(Processor):
             try:
                 while True:
                     try:
-                        await self._publisher.publish_records(item.prepared.outputs)
+                        await self._publisher.publish_all(item.prepared.outputs)
                         break
                     except Exception as e:  # noqa: BLE001 - committed: its events must get out
                         log.warning("audit.publish_failed", error=repr(e), retry_in_s=delay)
@@ -228,7 +228,7 @@ class AuditProcessor(Processor):
             await self.writer.reload()  # nothing in flight: the committed state
             recovered = await self.writer.recover_outputs()
             if recovered:
-                await self._publisher.publish_records(recovered)
+                await self._publisher.publish_all(recovered)
             await self.writer.flush()  # every committed leaf is acknowledged now
         except PublishError as e:
             raise RetriableError(str(e), dependency="kafka") from e
@@ -256,7 +256,7 @@ class AuditProcessor(Processor):
                         continue
                     outs = await self.writer.sign_if_due()
                     if outs:
-                        await self._publisher.publish_records(outs)
+                        await self._publisher.publish_all(outs)
                         await self.writer.mark_ticker_heads_published()
             except asyncio.CancelledError:
                 raise

@@ -6,10 +6,11 @@ from datetime import UTC, datetime
 
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 
 from events.errors import PublishError
 from events.models import SensorReading
-from events.publisher import Publisher
+from events.publisher import OutgoingRecord, Publisher
 from events.reader import EventReader, log_end_offsets
 from events.serde import Serde
 from events.registry import BuiltinRegistry
@@ -69,6 +70,54 @@ def test_publish_many_keeps_each_aggregates_order_and_confirms_every_event(platf
     for key, values in per_key.items():
         assert values == sorted(values), key
     assert single.offset == max(d.offset for d in deliveries if d.partition == single.partition) + 1
+
+
+def test_publish_all_places_records_like_publish_records(platform):
+    """The workers' path (no Delivery per record, runs of one key looked up once) puts every keyed
+    record on its key's murmur2 partition (what every Kafka client chooses), in input order per
+    partition, across two topics."""
+    async def go():
+        await platform.ensure_topics()
+        serde = await platform.serde()
+        readings, alerts = platform.topics.topic("readings"), platform.topics.topic("alerts")
+        # runs of one key, keys interleaved, a second topic in between, and a keyless record
+        keys = [f"tw{i // 5 % 9}/s".encode() for i in range(600)]
+        records = [OutgoingRecord(alerts if i % 97 == 0 else readings, None if i == 300 else k,
+                                  serde.encode_event(e), str(e.event_id))
+                   for i, (k, e) in enumerate(zip(keys, _readings(600), strict=True))]
+        async with platform.publisher(serde) as pub:
+            await pub.publish_all(records)
+        async with platform.reader(serde, ["readings", "alerts"]) as reader:
+            back = await reader.read_to_end()
+        c = AIOKafkaConsumer(bootstrap_servers=platform.endpoints().kafka)
+        await c.start()
+        try:
+            await c.topics()
+            parts = {t: sorted(c.partitions_for_topic(t)) for t in (readings, alerts)}
+        finally:
+            await c.stop()
+        return records, back, parts
+
+    records, back, parts = asyncio.run(go())
+    murmur2 = DefaultPartitioner()
+    where = {r.event_id: (r.topic, murmur2(r.key, parts[r.topic], parts[r.topic])) for r in records if r.key}
+    mine = {r.event_id for r in records}
+    first = {}
+    for r in sorted(back, key=lambda r: (r.topic, r.partition, r.offset)):
+        eid = str(r.decoded.record["event_id"]) if r.error is None else None
+        if eid in mine:
+            first.setdefault(eid, r)
+    assert set(first) == mine  # every record is on the log
+    assert len({r.partition for r in first.values() if r.topic == records[1].topic}) > 1
+    for rec in records:
+        got = first[rec.event_id]
+        if rec.key is not None:
+            assert (got.topic, got.partition) == where[rec.event_id], rec.event_id
+    per_partition = defaultdict(list)  # publish_all's copies keep the input order on each partition
+    for rec in records:
+        got = first[rec.event_id]
+        per_partition[(got.topic, got.partition)].append(got.offset)
+    assert all(offs == sorted(offs) for offs in per_partition.values())
 
 
 def test_log_end_is_found_despite_tansu_list_offsets(platform):
