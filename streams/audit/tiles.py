@@ -43,44 +43,40 @@ def perfect_subtrees(start: int, end: int) -> list[tuple[int, int]]:
 
 
 def inclusion_ranges(index: int, size: int) -> list[tuple[int, int]]:
-    """The [start, end) ranges whose MTHs form PATH(index, D[0:size]), bottom-up (RFC 6962 §2.1.1)."""
-    out: list[tuple[int, int]] = []
+    """The [start, end) ranges whose MTHs form PATH(index, D[0:size]), bottom-up (RFC 6962 §2.1.1).
 
-    def path(m: int, lo: int, hi: int) -> None:
-        n = hi - lo
-        if n <= 1:
-            return
-        k = 1 << ((n - 1).bit_length() - 1)
+    A loop down the tree, not the RFC's recursion: a recursive closure is a reference cycle, so
+    every proof left garbage for the cyclic collector, whose pauses were the proofs' p99."""
+    out: list[tuple[int, int]] = []  # top-down; reversed at the end
+    m, lo, hi = index, 0, size
+    while hi - lo > 1:
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
         if m < k:
-            path(m, lo, lo + k)
             out.append((lo + k, hi))
+            hi = lo + k
         else:
-            path(m - k, lo + k, hi)
             out.append((lo, lo + k))
-
-    path(index, 0, size)
+            m, lo = m - k, lo + k
+    out.reverse()
     return out
 
 
 def consistency_ranges(m: int, n: int) -> list[tuple[int, int]]:
-    """The ranges whose MTHs form PROOF(m, D[0:n]) (RFC 6962 §2.1.2), 0 < m < n."""
-    out: list[tuple[int, int]] = []
-
-    def subproof(m: int, lo: int, hi: int, b: bool) -> None:
-        n = hi - lo
-        if m == n:
-            if not b:
-                out.append((lo, hi))
-            return
-        k = 1 << ((n - 1).bit_length() - 1)
+    """The ranges whose MTHs form PROOF(m, D[0:n]) (RFC 6962 §2.1.2), 0 < m < n (a loop, as
+    :func:`inclusion_ranges`)."""
+    out: list[tuple[int, int]] = []  # top-down; reversed at the end
+    lo, hi, b = 0, n, True
+    while m != hi - lo:
+        k = 1 << ((hi - lo - 1).bit_length() - 1)
         if m <= k:
-            subproof(m, lo, lo + k, b)
             out.append((lo + k, hi))
+            hi = lo + k
         else:
-            subproof(m - k, lo + k, hi, False)
             out.append((lo, lo + k))
-
-    subproof(m, 0, n, True)
+            m, lo, b = m - k, lo + k, False
+    if not b:
+        out.append((lo, hi))
+    out.reverse()
     return out
 
 
