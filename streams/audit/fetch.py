@@ -78,24 +78,36 @@ def _advance(chunk: Chunk) -> int:
     return pos
 
 
-async def _starts(client: AIOKafkaClient, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+async def _starts(client: AIOKafkaClient, tps: list[TopicPartition], retries: int) -> dict[TopicPartition, int]:
     """Each partition's first offset (ListOffsets, earliest: Tansu answers it right; only its
-    *latest* is not to be trusted, STACK.md), one request per leader."""
-    by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
-    for tp in tps:
-        node = client.cluster.leader_for_partition(tp)
-        if node is None or node == -1:
-            raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
-        by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, EARLIEST))
+    *latest* is not to be trusted, STACK.md), one request per leader; retriable errors (a leader
+    moving) are asked again after fresh metadata, up to ``retries`` times."""
     starts: dict[TopicPartition, int] = {}
-    for node, topics in by_node.items():
-        response = await client.send(node, OffsetRequest(-1, READ_UNCOMMITTED, list(topics.items())))
-        for topic, parts in response.topics:
-            for partition, error_code, *info in parts:
-                error = kafka_errors.for_code(error_code)
-                if error is not kafka_errors.NoError:
-                    raise FetchFailed(f"{topic}/{partition}: no first offset: {error.__name__}")
-                starts[TopicPartition(topic, partition)] = info[0][0] if response.API_VERSION == 0 else info[1]
+    for attempt in range(retries + 1):
+        by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
+        for tp in tps:
+            if tp not in starts:
+                node = client.cluster.leader_for_partition(tp)
+                if node is None or node == -1:
+                    raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
+                by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, EARLIEST))
+        if not by_node:
+            return starts
+        failed = None
+        for node, topics in by_node.items():
+            response = await client.send(node, OffsetRequest(-1, READ_UNCOMMITTED, list(topics.items())))
+            for topic, parts in response.topics:
+                for partition, error_code, *info in parts:
+                    error = kafka_errors.for_code(error_code)
+                    if error is kafka_errors.NoError:
+                        starts[TopicPartition(topic, partition)] = info[0][0] if response.API_VERSION == 0 else info[1]
+                    elif getattr(error, "retriable", False) and attempt < retries:
+                        failed = error
+                    else:
+                        raise FetchFailed(f"{topic}/{partition}: no first offset: {error.__name__}")
+        if failed is not None:
+            await asyncio.sleep(0.1)
+            await client.force_metadata_update()
     return starts
 
 
@@ -115,7 +127,7 @@ async def read_chunks(
                for p in sorted(client.cluster.partitions_for_topic(t) or ())]
         if not tps:
             return {}
-        starts = await _starts(client, tps)
+        starts = await _starts(client, tps, retries)
         pos = dict(starts)
         ends: dict[TopicPartition, int] = {}  # from a partition's first Fetch answer
         fails = 0
