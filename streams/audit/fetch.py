@@ -78,24 +78,36 @@ def _advance(chunk: Chunk) -> int:
     return pos
 
 
+def _by_leader(client: AIOKafkaClient, wanted: Iterable[tuple[TopicPartition, tuple[int, ...]]]
+               ) -> dict[int, list[tuple[str, list[tuple[int, ...]]]]]:
+    """A request's topics per leader node: ``(tp, fields)`` -> ``{node: [(topic, [(partition, *fields)])]}``."""
+    by_node: dict[int, dict[str, list[tuple[int, ...]]]] = {}
+    for tp, fields in wanted:
+        node = client.cluster.leader_for_partition(tp)
+        if node is None or node == -1:
+            raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
+        by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, *fields))
+    return {node: list(topics.items()) for node, topics in by_node.items()}
+
+
+async def _back_off(client: AIOKafkaClient) -> None:
+    """After a retriable broker error (a leader moving): a pause, then fresh metadata."""
+    await asyncio.sleep(0.1)
+    await client.force_metadata_update()
+
+
 async def _starts(client: AIOKafkaClient, tps: list[TopicPartition], retries: int) -> dict[TopicPartition, int]:
     """Each partition's first offset (ListOffsets, earliest: Tansu answers it right; only its
     *latest* is not to be trusted, STACK.md), one request per leader; retriable errors (a leader
     moving) are asked again after fresh metadata, up to ``retries`` times."""
     starts: dict[TopicPartition, int] = {}
     for attempt in range(retries + 1):
-        by_node: dict[int, dict[str, list[tuple[int, int]]]] = {}
-        for tp in tps:
-            if tp not in starts:
-                node = client.cluster.leader_for_partition(tp)
-                if node is None or node == -1:
-                    raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
-                by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, EARLIEST))
+        by_node = _by_leader(client, ((tp, (EARLIEST,)) for tp in tps if tp not in starts))
         if not by_node:
             return starts
         failed = None
         for node, topics in by_node.items():
-            response = await client.send(node, OffsetRequest(-1, READ_UNCOMMITTED, list(topics.items())))
+            response = await client.send(node, OffsetRequest(-1, READ_UNCOMMITTED, topics))
             for topic, parts in response.topics:
                 for partition, error_code, *info in parts:
                     error = kafka_errors.for_code(error_code)
@@ -106,8 +118,7 @@ async def _starts(client: AIOKafkaClient, tps: list[TopicPartition], retries: in
                     else:
                         raise FetchFailed(f"{topic}/{partition}: no first offset: {error.__name__}")
         if failed is not None:
-            await asyncio.sleep(0.1)
-            await client.force_metadata_update()
+            await _back_off(client)
     return starts
 
 
@@ -133,16 +144,10 @@ async def read_chunks(
         fails = 0
 
         def requests() -> list[asyncio.Task]:
-            by_node: dict[int, dict[str, list[tuple[int, int, int]]]] = {}
-            for tp, off in sorted(pos.items()):
-                node = client.cluster.leader_for_partition(tp)
-                if node is None or node == -1:
-                    raise FetchFailed(f"no leader for {tp.topic}/{tp.partition}")
-                by_node.setdefault(node, {}).setdefault(tp.topic, []).append((tp.partition, off, partition_bytes))
+            by_node = _by_leader(client, ((tp, (off, partition_bytes)) for tp, off in sorted(pos.items())))
             # a partition's first fetch asks for no minimum: an empty one answers (its end) at once
             min_bytes = 0 if any(tp not in ends for tp in pos) else 1
-            return [asyncio.create_task(client.send(node, FetchRequest(500, min_bytes, max_bytes, READ_UNCOMMITTED,
-                                                                         list(t.items()))))
+            return [asyncio.create_task(client.send(node, FetchRequest(500, min_bytes, max_bytes, READ_UNCOMMITTED, t)))
                     for node, t in by_node.items()]
 
         pending = requests()
@@ -185,8 +190,7 @@ async def read_chunks(
                 fails += 1
                 if fails > retries:
                     raise FetchFailed(f"gave up after {retries} retried fetches: {sorted(pos)}")
-                await asyncio.sleep(0.1)
-                await client.force_metadata_update()
+                await _back_off(client)
             pending = requests() if pos else []
             if pending:
                 await asyncio.sleep(0)  # let the requests go out before the CPU work below
