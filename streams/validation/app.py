@@ -235,12 +235,18 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
     certificate_channel = app.topic(topo.certificates, topo.recheck, key_type=bytes, value_type=bytes,
                                     key_serializer="raw", value_serializer="raw")
 
+    # certificate partition -> the rebalance in which the agent last admitted a record of it /
+    # in which its start was checked (a partition nothing arrived from since is checked once)
+    admitted: dict[int, int] = {}
+    checked: dict[int, int] = {}
+
     @app.agent(certificate_channel, name="certificates")
     async def on_certificates(stream: Any) -> None:
         await replica.ready.wait()  # never judge against a trust registry older than the log
         async for event in stream.events():
             msg = event.message
             if msg.topic == topo.certificates:
+                admitted[msg.partition] = app.rebalancing_count
                 if progress.position(msg.partition) is None:
                     start = await group_start(msg.partition)
                     if start is not None:
@@ -308,11 +314,34 @@ def build_app(*, bootstrap: str, serde: Serde, topics: TopicNames, topo: Validat
             log.warning("validation.group_start_unknown", partition=partition, exc_info=True)
             return None
 
+    async def start_of(partition: int) -> int | None:
+        """Where the reading of a certificate partition starts now: the group's committed offset
+        or the consumer's fetch position, whichever is further."""
+        committed = await group_start(partition)
+        try:
+            position = await app.consumer.position(TP(topo.certificates, partition))
+        except Exception:  # noqa: BLE001 - the committed offset alone still catches a restart's gap
+            position = None
+        known = [o for o in (committed, position) if o is not None]
+        return max(known) if known else None
+
     @app.timer(interval=0.5)
     async def repeat_rewinds() -> None:
-        """A rewind over an input gap is repeated until its record comes back (0015)."""
+        """Each certificate partition's start is checked once per assignment, after recovery; a
+        rewind over an input gap is repeated until its record comes back (0015)."""
         try:
             assigned = {tp.partition for tp in app.assignor.assigned_actives() if tp.topic == topo.certificates}
+            for partition in sorted(assigned):
+                now = app.rebalancing_count
+                if app.rebalancing or checked.get(partition) == now or admitted.get(partition) == now:
+                    continue  # a record that arrives is checked by `admit`
+                start = await start_of(partition)
+                checked[partition] = now
+                if start is None or admitted.get(partition) == now or app.rebalancing_count != now:
+                    continue  # a record arrived meanwhile (or a rebalance began): no longer a start
+                rewind_to = progress.check_start(partition, start)
+                if rewind_to is not None:
+                    await app.consumer.seek(TP(topo.certificates, partition), rewind_to)
             for partition, offset in progress.due(assigned):
                 log.warning("validation.input_gap_rewind_again", partition=partition, offset=offset)
                 await app.consumer.seek(TP(topo.certificates, partition), offset)

@@ -69,6 +69,22 @@ class InputProgress:
         log.warning("validation.input_gap", partition=partition, expected=expected, got=offset)
         return False, expected
 
+    def check_start(self, partition: int, start: int) -> int | None:
+        """Where the reading of a partition (re)starts, ``start``, checked once per assignment.
+        Past this app's position is a gap that no record may come to reveal: the records
+        dropped while rewinding are acked, so the group's committed offset can be past the
+        position, a restarted worker starts there, and at the log end nothing arrives for
+        ``admit`` to compare. The rewind begins now; returns the offset to seek to, or None."""
+        expected = self.position(partition)
+        if expected is None or start <= expected:
+            return None
+        rewind = self._rewinds.get(partition)
+        if rewind is not None and rewind.to == expected:
+            return None                      # already on its way back
+        self._rewinds[partition] = _Rewind(expected, self._clock(), 1)
+        log.warning("validation.input_gap", partition=partition, expected=expected, got=start, at="start")
+        return expected
+
     def due(self, assigned: set[int]) -> list[tuple[int, int]]:
         """Rewinds to repeat now (a later seek, e.g. faust's own after a rebalance, can undo one):
         (partition, offset) for each assigned partition whose position has not come back in

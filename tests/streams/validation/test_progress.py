@@ -89,3 +89,26 @@ def test_a_seeded_partition_treats_a_first_start_past_the_seed_as_a_gap() -> Non
     assert guard.admit(0, 9) == (False, 4)
     guard.seed(0, 100)                                # a position once known is never re-seeded
     assert guard.position(0) == 4
+
+
+def test_a_start_past_the_position_rewinds_before_any_record_arrives() -> None:
+    # a worker killed while rewinding had acked the dropped records: the group's committed
+    # offset is past the position, and at the log end no record comes to reveal the gap
+    table: dict[bytes, bytes] = {}
+    judged(InputProgress(table), 0, range(107))
+    guard = InputProgress(table)
+    assert guard.check_start(0, 107) is None          # where it left off: nothing to do
+    assert guard.check_start(0, 131) == 107
+    assert guard.check_start(0, 131) is None          # already on its way back
+    assert judged(guard, 0, [131, 107, 108]) == [(131, False, None), (107, True, None), (108, True, None)]
+    assert guard.position(0) == 109
+
+
+def test_a_start_check_is_repeated_like_any_rewind_and_needs_a_position() -> None:
+    clock = Clock()
+    guard = InputProgress({}, clock=clock)
+    assert guard.check_start(1, 40) is None           # no position yet: the first record seeds it
+    judged(guard, 1, [0, 1])
+    assert guard.check_start(1, 40) == 2
+    clock.t = InputProgress.RETRY_AFTER_S
+    assert guard.due({1}) == [(1, 2)]
