@@ -65,9 +65,7 @@ class InputProgress:
                       missing_to=offset - 1, tries=rewind.tries)
             self._rewinds.pop(partition, None)
             return True, None
-        self._rewinds[partition] = _Rewind(expected, self._clock(), 1)
-        log.warning("validation.input_gap", partition=partition, expected=expected, got=offset)
-        return False, expected
+        return False, self._begin_rewind(partition, expected, offset)
 
     def check_start(self, partition: int, start: int) -> int | None:
         """Where the reading of a partition (re)starts, ``start``, checked once per assignment.
@@ -81,8 +79,11 @@ class InputProgress:
         rewind = self._rewinds.get(partition)
         if rewind is not None and rewind.to == expected:
             return None                      # already on its way back
+        return self._begin_rewind(partition, expected, start, at="start")
+
+    def _begin_rewind(self, partition: int, expected: int, got: int, **where: str) -> int:
         self._rewinds[partition] = _Rewind(expected, self._clock(), 1)
-        log.warning("validation.input_gap", partition=partition, expected=expected, got=start, at="start")
+        log.warning("validation.input_gap", partition=partition, expected=expected, got=got, **where)
         return expected
 
     def due(self, assigned: set[int]) -> list[tuple[int, int]]:
